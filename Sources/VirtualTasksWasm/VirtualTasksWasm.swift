@@ -1,0 +1,2 @@
+import VirtualTasks
+import WasmKit

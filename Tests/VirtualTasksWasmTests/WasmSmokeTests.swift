@@ -1,0 +1,4 @@
+import Testing
+import VirtualTasksWasm
+
+@Test func wasmTargetLinks() {}
