@@ -38,6 +38,7 @@ let package = Package(
         .product(name: "WasmParser", package: "WasmKit"),
         .product(name: "WAT", package: "WasmKit"),
         .product(name: "WasmKitWASI", package: "WasmKit"),
+        .product(name: "WASI", package: "WasmKit"),
       ],
       swiftSettings: strict
     ),

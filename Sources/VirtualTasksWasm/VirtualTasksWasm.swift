@@ -1,2 +1,0 @@
-import VirtualTasks
-import WasmKit

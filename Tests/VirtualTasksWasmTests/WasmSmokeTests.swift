@@ -1,4 +1,0 @@
-import Testing
-import VirtualTasksWasm
-
-@Test func wasmTargetLinks() {}
