@@ -63,6 +63,7 @@ let package = Package(
         "VirtualTasksWasm", "VirtualTasks",
         .product(name: "WAT", package: "WasmKit"),
         .product(name: "WasmKit", package: "WasmKit"),
+        .product(name: "WasmKitWASI", package: "WasmKit"),
       ],
       swiftSettings: strict
     ),

@@ -200,6 +200,10 @@ public final class GuestThreadGroup: @unchecked Sendable {  // `table` is guarde
   /// Guest threads reserved or running now, the main thread included while it runs.
   public var liveThreadCount: Int { monitor.withLock { table.live } }
 
+  /// Guest threads spawned so far (refused and failed spawns not counted, the main thread not
+  /// included).
+  public var spawnedThreadCount: Int { monitor.withLock { table.spawned } }
+
   /// Blocks until thread `id` ended and returns how; nil for an id never issued or forgotten
   /// (see ``Configuration/retainedOutcomes``). Don't call it on an async worker thread.
   public func join(_ id: Int32) -> GuestThreadOutcome? {

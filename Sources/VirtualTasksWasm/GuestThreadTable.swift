@@ -18,6 +18,8 @@ struct GuestThreadTable {
   /// Threads reserved or running, the main thread included while it runs.
   private(set) var live = 0
   private(set) var mainStarted = false
+  /// Threads spawned (reserved and not abandoned), the main thread not included.
+  private(set) var spawned = 0
   /// The join hand-off of every retained thread, running or finished.
   private var records: [Int32: OneShot<GuestThreadOutcome>] = [:]
   /// Finished ids, oldest first, from `finishedHead` on (for forgetting the oldest).
@@ -37,6 +39,7 @@ struct GuestThreadTable {
     let id = nextID
     nextID += 1
     live += 1
+    spawned += 1
     let record = OneShot<GuestThreadOutcome>()
     records[id] = record
     return (id, record)
@@ -56,7 +59,7 @@ struct GuestThreadTable {
   mutating func abandon(_ id: Int32) {
     live -= 1
     records[id] = nil
-    if id == 0 { mainStarted = false }
+    if id == 0 { mainStarted = false } else { spawned -= 1 }
   }
 
   /// Records that `id` finished; its outcome stays joinable until `retainedOutcomes` newer ones.

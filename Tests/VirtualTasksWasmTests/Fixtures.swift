@@ -172,3 +172,80 @@ enum Fixtures {
       (func (export "answer") (result i32) (i32.const 42)))
     """
 }
+
+extension Fixtures {
+  /// A WASI program whose one guest thread does what the mode at offset 12 says:
+  /// 1 traps, 2 calls `proc_exit(7)`, 3 waits for the release flag (20). `_start` returns at
+  /// once in mode 3 and otherwise waits for the release flag itself. `wake` (for a host
+  /// instance) sets the flag and wakes every waiter.
+  static let program = """
+    (module
+      (import "env" "memory" (memory 1 1 shared))
+      (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+      (export "memory" (memory 0))
+      (func $wait_for_release
+        (block $released
+          (loop $wait
+            (br_if $released (i32.atomic.load (i32.const 20)))
+            (drop (memory.atomic.wait32 (i32.const 20) (i32.const 0) (i64.const -1)))
+            (br $wait))))
+      (func (export "wasi_thread_start") (param $tid i32) (param $mode i32)
+        (if (i32.eq (local.get $mode) (i32.const 1)) (then unreachable))
+        (if (i32.eq (local.get $mode) (i32.const 2)) (then (call $proc_exit (i32.const 7))))
+        (call $wait_for_release))
+      (func (export "_start")
+        (if (i32.lt_s (call $spawn (i32.atomic.load (i32.const 12))) (i32.const 0)) (then unreachable))
+        (if (i32.ne (i32.atomic.load (i32.const 12)) (i32.const 3)) (then (call $wait_for_release))))
+    )
+    """
+
+  /// Sets the release flag (20) of a shared memory and wakes its waiters.
+  static let waker = """
+    (module
+      (import "env" "memory" (memory 1 1 shared))
+      (func (export "wake")
+        (i32.atomic.store (i32.const 20) (i32.const 1))
+        (drop (memory.atomic.notify (i32.const 20) (i32.const -1)))))
+    """
+
+  /// `_start` exits with 3 when its one spawn is refused, with 0 otherwise.
+  static let spawnOnce = """
+    (module
+      (import "env" "memory" (memory 1 1 shared))
+      (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+      (export "memory" (memory 0))
+      (func (export "wasi_thread_start") (param i32 i32))
+      (func (export "_start")
+        (if (i32.lt_s (call $spawn (i32.const 0)) (i32.const 0)) (then (call $proc_exit (i32.const 3))))))
+    """
+
+  /// WasmKit's wasi-threads fixtures: `_start` returns while its thread spins forever; a worker
+  /// calls `proc_exit(7)` while `_start` spins; a worker traps while `_start` spins.
+  static let mainReturnsWhileThreadSpins = """
+    (module
+      (import "env" "memory" (memory 1 1 shared))
+      (export "memory" (memory 0))
+      (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+      (func (export "wasi_thread_start") (param i32 i32) (loop br 0))
+      (func (export "_start") (drop (call $spawn (i32.const 0)))))
+    """
+  static let workerExitsWhileMainSpins = """
+    (module
+      (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+      (import "env" "memory" (memory 1 1 shared))
+      (export "memory" (memory 0))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+      (func (export "wasi_thread_start") (param i32 i32) (call $proc_exit (i32.const 7)))
+      (func (export "_start") (drop (call $spawn (i32.const 0))) (loop br 0)))
+    """
+  static let workerTrapsWhileMainSpins = """
+    (module
+      (import "env" "memory" (memory 1 1 shared))
+      (export "memory" (memory 0))
+      (import "wasi" "thread-spawn" (func $spawn (param i32) (result i32)))
+      (func (export "wasi_thread_start") (param i32 i32) unreachable)
+      (func (export "_start") (drop (call $spawn (i32.const 0))) (loop br 0)))
+    """
+}
