@@ -43,6 +43,11 @@ struct OSThread: @unchecked Sendable {  // pthread_t is a plain handle, joined e
     _ = vt_thread_join(handle)
   }
 
+  /// Lets the thread release its resources on exit without a join.
+  func detach() {
+    _ = pthread_detach(handle)
+  }
+
   /// True when called on this thread.
   var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
 }

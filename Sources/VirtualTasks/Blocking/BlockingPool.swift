@@ -1,0 +1,195 @@
+/// The elastic pool for work that may block (`taskDedicated`, guest threads).
+///
+/// Threads are created on demand, up to `maxThreads`, reused while work keeps coming, and retired
+/// after `keepAlive` idle. At the cap, work waits in FIFO order: a barrier wider than the cap can
+/// never open (as with any bounded pool). A refused `pthread_create` leaves the work queued when a
+/// live thread exists to run it; with none, the submit throws `.spawnFailed` and the closure is
+/// released unrun. Shutdown closes the queue to new work, lets the threads run everything already
+/// accepted, and joins every thread, including those that retired earlier.
+///
+/// Locking rule: every field below `lock` is read and written only with `lock` held.
+/// Threads: `submit` from any thread; `shutdownAndJoin` from one owner thread that is not a
+/// thread of this pool.
+import CShims
+
+final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded by `lock`
+  typealias Work = @Sendable () -> Void
+
+  private let lock = ConditionLock()
+  private var queue: [Work?] = []
+  private var queueHead = 0
+  private var threads = 0
+  private var idle = 0
+  /// Idle threads already claimed by a submitter (signalled, not yet awake).
+  private var notified = 0
+  private var busy = 0
+  private var closed = false
+  private var nextThreadNumber = 0
+  private var live: [Int: OSThread] = [:]
+  /// Threads that retired (keep-alive) and still need joining.
+  private var exited: [OSThread] = []
+  private var completed = 0
+  private var spawnFailures = 0
+  /// Submits waiting for a thread number to be registered in `live` (a thread that starts before
+  /// its spawner registered it must not miss its own entry).
+  private let maxThreads: Int
+  private let keepAliveNanos: Int64
+  private let namePrefix: String
+
+  init(maxThreads: Int, keepAlive: Duration, namePrefix: String) {
+    self.maxThreads = max(1, maxThreads)
+    self.keepAliveNanos = keepAlive.saturatingNanoseconds
+    self.namePrefix = namePrefix
+  }
+
+  struct Snapshot {
+    var threads: Int, busy: Int, idle: Int, queued: Int, completed: Int, spawnFailures: Int
+  }
+
+  func snapshot() -> Snapshot {
+    lock.withLock {
+      Snapshot(
+        threads: threads, busy: busy, idle: threads - busy, queued: queue.count - queueHead,
+        completed: completed, spawnFailures: spawnFailures)
+    }
+  }
+
+  /// Accepts `work` or throws (`.shutDown`, `.spawnFailed`) having released it unrun.
+  func submit(_ work: @escaping Work) throws(WasiThreadError) {
+    var toJoin: [OSThread] = []
+    defer { for t in toJoin { t.join() } }
+    lock.lock()
+    defer { lock.unlock() }
+    if closed { throw .shutDown }
+    queue.append(work)
+    if idle > notified {
+      notified += 1
+      lock.signal()
+      return
+    }
+    if threads >= maxThreads { return }  // waits FIFO for a thread to free up
+    swap(&toJoin, &exited)
+    let number = nextThreadNumber
+    nextThreadNumber += 1
+    threads += 1
+    busy += 1  // the new thread starts busy: it goes straight to the queue
+    let result = OSThread.spawn(name: "\(namePrefix)-b\(number)") { [self] in self.run(number) }
+    switch result {
+    case .success(let thread):
+      live[number] = thread
+    case .failure(let error):
+      threads -= 1
+      busy -= 1
+      spawnFailures += 1
+      if threads == 0 {
+        // Nobody can run it: take it back (it is the last one queued) and say why.
+        queue.removeLast()
+        compactIfDrained()
+        throw .spawnFailed(errno: error.code)
+      }
+      // A live thread will get to it.
+    }
+  }
+
+  private func compactIfDrained() {
+    if queueHead == queue.count {
+      queue.removeAll(keepingCapacity: queue.count < 4096)
+      queueHead = 0
+    } else if queueHead > 1024 && queueHead * 2 > queue.count {
+      queue.removeFirst(queueHead)
+      queueHead = 0
+    }
+  }
+
+  /// The loop of one pool thread (lock not held on entry).
+  private func run(_ number: Int) {
+    vt_set_thread_owner(Unmanaged.passUnretained(self).toOpaque(), number)
+    lock.lock()
+    while true {
+      if queueHead < queue.count {
+        let work = queue[queueHead]!
+        queue[queueHead] = nil
+        queueHead += 1
+        compactIfDrained()
+        lock.unlock()
+        work()
+        lock.lock()
+        completed += 1
+        continue
+      }
+      if closed { break }
+      // Idle: wait for work or retire after the keep-alive.
+      busy -= 1
+      idle += 1
+      var timedOut = false
+      while true {
+        if notified > 0 {
+          notified -= 1
+          break
+        }
+        if closed { break }
+        if timedOut { break }
+        timedOut = !lock.wait(nanoseconds: keepAliveNanos)
+      }
+      idle -= 1
+      busy += 1
+      if timedOut && !closed && queueHead == queue.count && notified == 0 {
+        // Retire: hand our handle to whoever joins next.
+        busy -= 1
+        threads -= 1
+        if let me = live.removeValue(forKey: number) { exited.append(me) }
+        lock.unlock()
+        vt_set_thread_owner(nil, -1)
+        return
+      }
+    }
+    busy -= 1
+    threads -= 1
+    lock.unlock()
+    vt_set_thread_owner(nil, -1)
+  }
+
+  /// True when the calling thread is one of this pool's threads.
+  var isCurrentThreadInPool: Bool {
+    vt_thread_owner() == Unmanaged.passUnretained(self).toOpaque()
+  }
+
+  /// Stops accepting new work (threads keep running what is queued).
+  func close() {
+    lock.withLock {
+      closed = true
+      lock.broadcast()
+    }
+  }
+
+  /// Stops accepting, runs everything queued, joins every thread (live and retired).
+  func shutdownAndJoin() {
+    var toJoin: [OSThread] = []
+    close()
+    // Threads exit once the queue is empty; collect handles after they are all gone.
+    while true {
+      let (handles, remaining): ([OSThread], Int) = lock.withLock {
+        let h = Array(live.values) + exited
+        live.removeAll()
+        exited.removeAll()
+        return (h, threads)
+      }
+      toJoin = handles
+      for t in toJoin { t.join() }
+      if remaining == 0 || toJoin.isEmpty { break }
+    }
+  }
+}
+
+extension Duration {
+  /// Nanoseconds, rounded up, saturating at `Int64.max` (never traps) and at 0 below zero.
+  var saturatingNanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+    let (s, o1) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    if o1 { return .max }
+    let frac = (attoseconds + 999_999_999) / 1_000_000_000  // round up to the next nanosecond
+    let (r, o2) = s.addingReportingOverflow(frac)
+    return o2 ? .max : r
+  }
+}

@@ -1,0 +1,283 @@
+/// `ThreadPoolTaskManager`: the library's `VirtualTaskManager`, and a Swift `TaskExecutor`.
+///
+/// It composes three parts, each in its own folder: a fixed `WorkerPool` for async work, an
+/// elastic `BlockingPool` for work that may block, and a `Reactor` thread for sleeps and fd
+/// readiness. The manager itself only admits work and runs the shutdown protocol below.
+///
+/// Shutdown protocol (`shutdownGracefully`):
+/// 1. The first call closes admission at once: `taskShared` and `taskDedicated` throw `.shutDown`
+///    from then on (a closed bit in `sharedState`, checked and set atomically with the live count;
+///    the blocking pool's `closed` flag under its lock).
+/// 2. A teardown thread (`<prefix>-stop`) then closes the reactor (every pending sleep returns, every
+///    readiness wait throws `.shutDown`, its thread is joined and its fds closed), waits until every
+///    accepted shared task has finished, drains and joins the blocking pool, stops and joins the
+///    workers (jobs that arrive later go to Swift's global executor, never lost), and resumes the
+///    callers waiting for shutdown.
+/// 3. A call from inside the manager (a worker or blocking thread, or a task started by
+///    `taskShared`) cannot wait for itself: it closes admission, starts the teardown and returns.
+///    Calls from outside wait for the teardown; the first of them joins the teardown thread, so
+///    when it returns no thread of the manager is left.
+/// `deinit` of a manager never shut down starts the same teardown without waiting.
+import CShims
+import Synchronization
+
+public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _BlockingBridge {
+  let core: ManagerCore
+
+  /// Starts the reactor and the workers (the blocking pool starts threads on demand).
+  /// Throws `.systemCallFailed` when an fd cannot be had and `.spawnFailed` when a thread is
+  /// refused, having stopped and closed everything it started.
+  public init(configuration: Configuration = .init()) throws(WasiThreadError) {
+    core = try ManagerCore(configuration: configuration)
+    do {
+      try core.workers.start(executor: self.asUnownedTaskExecutor())
+    } catch {
+      core.abortStartup()
+      throw error
+    }
+  }
+
+  deinit {
+    core.startShutdown(waitable: false)
+  }
+
+  // MARK: TaskExecutor
+
+  public func enqueue(_ job: consuming ExecutorJob) {
+    core.workers.enqueue(UnownedJob(job))
+  }
+
+  // MARK: VirtualTaskManager
+
+  public func sleepNow(_ duration: Duration) async {
+    let nanoseconds = duration.saturatingNanoseconds
+    if nanoseconds <= 0 {
+      await Task.yield()
+      return
+    }
+    await core.reactor.sleep(nanoseconds: nanoseconds)
+  }
+
+  public func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
+    try core.admitShared()
+    let core = self.core
+    Task(executorPreference: self) {
+      await ManagerCore.$insideManager.withValue(ObjectIdentifier(core)) {
+        await task()
+      }
+      core.sharedFinished()
+    }
+  }
+
+  public func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
+    try core.blocking.submit(task)
+  }
+
+  public func threadParallelism() throws(WasiThreadError) -> Int {
+    core.parallelism
+  }
+
+  // MARK: more
+
+  /// Stops accepting work, runs everything accepted, and releases every thread and fd.
+  /// Idempotent and safe from several callers at once. Called from inside this manager (one of
+  /// its threads, or a `taskShared` task) it cannot wait for itself: it stops admission, starts
+  /// the teardown and returns at once.
+  public func shutdownGracefully() async {
+    let inside = core.isCallerInside()
+    await core.shutdown(inside: inside)
+  }
+
+  /// A snapshot of pools, queues and counters.
+  public func metrics() -> Metrics {
+    core.metrics()
+  }
+
+  /// Waits until `fd` is readable (or hung up / in error: the next read tells which).
+  /// Throws `CancellationError` when the task is cancelled, `.shutDown` at shutdown, and
+  /// `.systemCallFailed(name: "epoll_ctl", ...)` for an fd that cannot be watched.
+  public func readable(_ fd: Int32) async throws {
+    try await core.reactor.wait(fd: fd, events: UInt32(VT_EPOLLIN | VT_EPOLLRDHUP))
+  }
+
+  /// Waits until `fd` is writable (or in error). Same outcomes as ``readable(_:)``.
+  public func writable(_ fd: Int32) async throws {
+    try await core.reactor.wait(fd: fd, events: UInt32(VT_EPOLLOUT))
+  }
+
+  /// True when the calling thread is one of this manager's workers or blocking threads.
+  public var ownsCurrentThread: Bool {
+    core.workers.currentWorkerIndex() != nil || core.blocking.isCurrentThreadInPool
+  }
+
+  /// Runs `operation` on the workers and blocks the calling thread until it returns. Called on one
+  /// of this manager's worker threads, it throws `.unsupported` at once instead of blocking a
+  /// worker the operation may need (a deadlock with tokio): `await` the work there instead.
+  public func _spawnAndBlockOn<T: Sendable>(
+    _ operation: @escaping @Sendable () async -> T
+  ) throws(WasiThreadError) -> T {
+    if core.workers.currentWorkerIndex() != nil { throw .unsupported }
+    let box = BlockingResult<T>()
+    try taskShared {
+      box.fulfil(await operation())
+    }
+    return box.wait()
+  }
+}
+
+/// The state the threads share; the public class is a thin facade over it.
+final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `lifecycleLock` below
+  let workers: WorkerPool
+  let blocking: BlockingPool
+  let reactor: Reactor
+  let parallelism: Int
+  let namePrefix: String
+
+  /// Bit 0: admission closed. Bits 1...: accepted shared tasks not yet finished.
+  private let sharedState = Atomic<Int>(0)
+  private let completedShared = Atomic<Int>(0)
+
+  enum Lifecycle { case running, draining, stopped }
+  /// Locking rule: `lifecycle`, `waiters` and `teardownThread` only under this lock; it also
+  /// signals the teardown thread when the last shared task finishes.
+  private let lifecycleLock = ConditionLock()
+  private var lifecycle = Lifecycle.running
+  private var waiters: [CheckedContinuation<Void, Never>] = []
+  private var teardownThread: OSThread?
+
+  @TaskLocal static var insideManager: ObjectIdentifier?
+
+  init(configuration: ThreadPoolTaskManager.Configuration) throws(WasiThreadError) {
+    let parallelism = Parallelism.available()
+    self.parallelism = parallelism
+    namePrefix = configuration.threadNamePrefix
+    let workerCount = max(1, configuration.workerThreads ?? parallelism)
+    let maxBlocking = max(1, configuration.maxBlockingThreads ?? max(200, 100 * parallelism))
+    reactor = try Reactor(threadName: "\(namePrefix)-reactor")
+    workers = WorkerPool(count: workerCount, namePrefix: namePrefix)
+    blocking = BlockingPool(
+      maxThreads: maxBlocking, keepAlive: configuration.blockingKeepAlive, namePrefix: namePrefix)
+  }
+
+  /// Init failed after the reactor started: undo it; the facade's deinit then does nothing.
+  func abortStartup() {
+    lifecycleLock.withLock { lifecycle = .stopped }
+    sharedState.bitwiseOr(1, ordering: .sequentiallyConsistent)
+    blocking.shutdownAndJoin()
+    reactor.close()
+  }
+
+  // MARK: admission
+
+  func admitShared() throws(WasiThreadError) {
+    var current = sharedState.load(ordering: .relaxed)
+    while true {
+      if current & 1 != 0 { throw .shutDown }
+      let (exchanged, original) = sharedState.weakCompareExchange(
+        expected: current, desired: current + 2,
+        successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed)
+      if exchanged { return }
+      current = original
+    }
+  }
+
+  func sharedFinished() {
+    completedShared.wrappingAdd(1, ordering: .relaxed)
+    let after = sharedState.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue
+    if after == 1 {
+      // Closed and drained: wake the teardown thread.
+      lifecycleLock.withLock { lifecycleLock.broadcast() }
+    }
+  }
+
+  func isCallerInside() -> Bool {
+    workers.currentWorkerIndex() != nil || blocking.isCurrentThreadInPool
+      || ManagerCore.insideManager == ObjectIdentifier(self)
+  }
+
+  // MARK: shutdown
+
+  func shutdown(inside: Bool) async {
+    enum Next { case done, wait, waitAndJoin }
+    let next: Next = lifecycleLock.withLock {
+      switch lifecycle {
+      case .stopped: return .done
+      case .draining: return inside ? .done : .wait
+      case .running:
+        startTeardownLocked(joinable: !inside)
+        return inside ? .done : (teardownThread != nil ? .waitAndJoin : .wait)
+      }
+    }
+    if next == .done { return }
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+      let stopped: Bool = lifecycleLock.withLock {
+        if lifecycle == .stopped { return true }
+        waiters.append(c)
+        return false
+      }
+      if stopped { c.resume() }
+    }
+    if next == .waitAndJoin {
+      let thread: OSThread? = lifecycleLock.withLock {
+        defer { teardownThread = nil }
+        return teardownThread
+      }
+      thread?.join()
+    }
+  }
+
+  /// Used by deinit: start the teardown if nobody did, without waiting.
+  func startShutdown(waitable: Bool) {
+    lifecycleLock.withLock {
+      if lifecycle == .running { startTeardownLocked(joinable: waitable) }
+    }
+  }
+
+  /// Closes admission and starts the teardown thread (lock held, lifecycle == .running).
+  private func startTeardownLocked(joinable: Bool) {
+    lifecycle = .draining
+    sharedState.bitwiseOr(1, ordering: .sequentiallyConsistent)
+    blocking.close()
+    let result = OSThread.spawn(name: "\(namePrefix)-stop") { [self] in self.teardown() }
+    switch result {
+    case .success(let thread):
+      if joinable { teardownThread = thread } else { thread.detach() }
+    case .failure:
+      // No thread for the teardown: run it on Swift's global executor (it blocks one of its
+      // threads while tasks drain) rather than never finishing.
+      Task.detached { [self] in self.teardown() }
+    }
+  }
+
+  private func teardown() {
+    reactor.close()
+    lifecycleLock.withLock {
+      while sharedState.load(ordering: .sequentiallyConsistent) != 1 { lifecycleLock.wait() }
+    }
+    blocking.shutdownAndJoin()
+    workers.stopAndJoin()
+    let toResume: [CheckedContinuation<Void, Never>] = lifecycleLock.withLock {
+      lifecycle = .stopped
+      defer { waiters.removeAll() }
+      return waiters
+    }
+    for c in toResume { c.resume() }
+  }
+
+  // MARK: metrics
+
+  func metrics() -> ThreadPoolTaskManager.Metrics {
+    let b = blocking.snapshot()
+    let r = reactor.snapshot()
+    return .init(
+      workerThreads: workers.workers.count,
+      blockingThreads: b.threads, blockingThreadsBusy: b.busy, blockingThreadsIdle: b.idle,
+      queuedSharedJobs: workers.queuedJobs, queuedBlockingJobs: b.queued,
+      completedSharedTasks: completedShared.load(ordering: .relaxed),
+      completedSharedJobs: workers.jobsRun,
+      completedBlockingJobs: b.completed,
+      liveSharedTasks: sharedState.load(ordering: .relaxed) >> 1,
+      spawnFailures: b.spawnFailures,
+      pendingTimers: r.pendingTimers, registeredFDs: r.registeredFDs)
+  }
+}

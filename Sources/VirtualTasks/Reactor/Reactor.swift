@@ -1,0 +1,219 @@
+/// The reactor: one thread per manager, blocked in `epoll_wait` on an eventfd (stop requests), a
+/// timerfd (the earliest sleep deadline) and the fds that tasks wait on.
+///
+/// Timers: `sleep` inserts into the `TimerHeap` under `state`'s lock and, when the earliest
+/// deadline moves earlier, re-arms the timerfd (absolute, CLOCK_BOOTTIME: the clock of Swift's
+/// `ContinuousClock`, so no caller measuring with it ever sees an early wake). The reactor is not
+/// woken for that: the kernel wakes it when the timerfd fires, so the eventfd is written only to
+/// stop the reactor. On expiry the reactor pops every expired timer under the lock, re-arms for
+/// the next one, and resumes the batch after unlocking, in (deadline, submission) order.
+///
+/// Cancellation frees a timer at once (O(log n)), not at its deadline, and resumes its sleeper.
+/// A sleep is registered before its continuation exists; whichever of {attach, fire, cancel,
+/// close} comes second resumes it, so every sleep resumes exactly once.
+///
+/// Fd readiness: see `Readiness.swift`. Threads: every method may be called from any thread;
+/// `close()` from one owner thread that is not the reactor.
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CShims
+import Synchronization
+
+final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a Mutex) and atomics
+  static let eventTag: UInt64 = 0
+  static let timerTag: UInt64 = 1
+
+  let epollFD: Int32
+  let eventFD: Int32
+  let timerFD: Int32
+  private var thread: OSThread?
+  private let stopRequested = Atomic<Bool>(false)
+
+  struct FdWaiter {
+    let id: UInt64
+    let events: UInt32
+    var continuation: ReadinessContinuation?
+  }
+
+  struct FdRecord {
+    var waiters: [FdWaiter] = []
+    var interest: UInt32 {
+      waiters.reduce(0) { $0 | $1.events }
+    }
+  }
+
+  struct State {
+    var timers = TimerHeap<SleepContinuation>()
+    /// The absolute deadline the timerfd is armed at; 0 when disarmed.
+    var armed: Int64 = 0
+    var closed = false
+    var fds: [Int32: FdRecord] = [:]
+    /// Readiness waits that finished before their continuation was attached.
+    var early: [UInt64: Result<Void, any Error>] = [:]
+    var nextWaiterID: UInt64 = 0
+    var firedTimers = 0
+  }
+
+  /// Locking rule: every access to timers, fds and the timerfd arming goes through this lock.
+  let state = Mutex(State())
+
+  /// Creates the three fds and starts the reactor thread; on failure closes what it opened.
+  init(threadName: String) throws(WasiThreadError) {
+    var opened: [Int32] = []
+    func fail(_ name: String, _ r: Int32) -> WasiThreadError {
+      for fd in opened { _ = Glibc.close(fd) }
+      return .systemCallFailed(name: name, errno: -r)
+    }
+    let ep = vt_epoll_create()
+    if ep < 0 { throw fail("epoll_create1", ep) }
+    opened.append(ep)
+    let ev = vt_eventfd_create(0)
+    if ev < 0 { throw fail("eventfd", ev) }
+    opened.append(ev)
+    let tf = vt_timerfd_create(Int32(VT_CLOCK_BOOTTIME))
+    if tf < 0 { throw fail("timerfd_create", tf) }
+    opened.append(tf)
+    var r = vt_epoll_ctl(ep, Int32(VT_EPOLL_CTL_ADD), ev, UInt32(VT_EPOLLIN), Self.eventTag)
+    if r < 0 { throw fail("epoll_ctl", r) }
+    r = vt_epoll_ctl(ep, Int32(VT_EPOLL_CTL_ADD), tf, UInt32(VT_EPOLLIN), Self.timerTag)
+    if r < 0 { throw fail("epoll_ctl", r) }
+    epollFD = ep
+    eventFD = ev
+    timerFD = tf
+    let result = OSThread.spawn(name: threadName) { [self] in self.run() }
+    switch result {
+    case .success(let t): thread = t
+    case .failure(let e):
+      for fd in opened { _ = Glibc.close(fd) }
+      throw .spawnFailed(errno: e.code)
+    }
+  }
+
+  // MARK: sleeping (any thread)
+
+  /// Suspends the caller until `nanoseconds` (> 0) have passed on CLOCK_BOOTTIME, the task is
+  /// cancelled, or the reactor closes. Returns at once when already closed.
+  func sleep(nanoseconds: Int64) async {
+    let now = Syscall.continuousNow()
+    let (sum, overflow) = now.addingReportingOverflow(nanoseconds)
+    let deadline = overflow ? Int64.max : sum
+    let token: TimerToken? = state.withLock { s in
+      if s.closed { return nil }
+      let token = s.timers.insert(deadline: deadline)
+      if let earliest = s.timers.earliestDeadline, s.armed == 0 || earliest < s.armed {
+        arm(&s, earliest)
+      }
+      return token
+    }
+    guard let token else { return }
+    await withTaskCancellationHandler {
+      await withSleepContinuation { continuation in
+        let attached = state.withLock { $0.timers.attach(token, continuation) }
+        if !attached { continuation.resume() }  // already fired, cancelled or closed
+      }
+    } onCancel: {
+      let removed = state.withLock { $0.timers.remove(token) }
+      removed.payload?.resume()
+    }
+  }
+
+  /// Arms the timerfd at `deadline` (lock held).
+  private func arm(_ s: inout State, _ deadline: Int64) {
+    s.armed = deadline
+    // Far deadlines are armed at a still-valid far instant; firing early there just re-arms.
+    _ = vt_timerfd_set_abs_ns(timerFD, min(deadline, Int64.max / 4))
+  }
+
+  // MARK: the reactor thread
+
+  private func run() {
+    _ = vt_set_timer_slack(1)
+    let capacity = 64
+    let events = UnsafeMutablePointer<vt_epoll_event>.allocate(capacity: capacity)
+    defer { events.deallocate() }
+    var expired: [SleepContinuation?] = []
+    var readyWaiters: [(ReadinessContinuation, Result<Void, any Error>)] = []
+    while true {
+      let n = vt_epoll_wait(epollFD, events, Int32(capacity), -1)
+      if n < 0 {
+        if n == -EINTR { continue }
+        break  // EBADF/EINVAL: the epoll fd is unusable; nothing can wake us again.
+      }
+      var timerFired = false
+      for i in 0..<Int(n) {
+        let event = events[i]
+        switch event.data {
+        case Self.eventTag:
+          var value: UInt64 = 0
+          _ = vt_eventfd_read(eventFD, &value)
+        case Self.timerTag:
+          var value: UInt64 = 0
+          _ = vt_timerfd_read(timerFD, &value)
+          timerFired = true
+        default:
+          handleReadiness(fd: Int32(truncatingIfNeeded: event.data &- 2), events: event.events, into: &readyWaiters)
+        }
+      }
+      if timerFired {
+        state.withLock { s in
+          s.timers.popExpired(now: Syscall.continuousNow(), into: &expired)
+          s.firedTimers &+= expired.count
+          if let next = s.timers.earliestDeadline {
+            arm(&s, next)
+          } else {
+            s.armed = 0
+          }
+        }
+        for c in expired { c?.resume() }
+        expired.removeAll(keepingCapacity: true)
+      }
+      for (c, r) in readyWaiters { c.resume(with: r) }
+      readyWaiters.removeAll(keepingCapacity: true)
+      if stopRequested.load(ordering: .acquiring) { break }
+    }
+  }
+
+  // MARK: shutdown
+
+  /// Resumes every pending sleep, ends every readiness wait with `.shutDown`, stops and joins the
+  /// reactor thread and closes its fds. Idempotent. Must not be called from the reactor thread.
+  func close() {
+    var sleepers: [SleepContinuation?] = []
+    var waiters: [ReadinessContinuation] = []
+    let first: Bool = state.withLock { s in
+      if s.closed { return false }
+      s.closed = true
+      s.timers.removeAll(into: &sleepers)
+      for (fd, record) in s.fds {
+        _ = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_DEL), fd, 0, 0)
+        for w in record.waiters {
+          if let c = w.continuation { waiters.append(c) } else { s.early[w.id] = .failure(WasiThreadError.shutDown) }
+        }
+      }
+      s.fds.removeAll()
+      return true
+    }
+    for c in sleepers { c?.resume() }
+    for c in waiters { c.resume(throwing: WasiThreadError.shutDown) }
+    guard first else { return }
+    stopRequested.store(true, ordering: .releasing)
+    _ = vt_eventfd_write(eventFD, 1)
+    thread?.join()
+    thread = nil
+    _ = Glibc.close(timerFD)
+    _ = Glibc.close(eventFD)
+    _ = Glibc.close(epollFD)
+  }
+
+  var isClosed: Bool { state.withLock { $0.closed } }
+
+  struct Snapshot {
+    var pendingTimers: Int
+    var registeredFDs: Int
+  }
+
+  func snapshot() -> Snapshot {
+    state.withLock { Snapshot(pendingTimers: $0.timers.count, registeredFDs: $0.fds.count) }
+  }
+}

@@ -1,0 +1,74 @@
+/// Queues of `UnownedJob` used by the worker pool: a bounded ring (a worker's local queue) and a
+/// growable FIFO (the shared injection queue). Neither is synchronised: the owner wraps each in a
+/// `Mutex`, and the locking rule is written where they are stored (`WorkerPool`).
+
+/// A bounded FIFO ring with a LIFO slot for the most recently pushed job.
+struct LocalQueue {
+  static let capacity = 256
+  private var ring: [UnownedJob?]
+  private var head = 0
+  private(set) var count = 0
+  /// The most recent job pushed by the owning worker: run next, for locality (never stolen).
+  var lifo: UnownedJob?
+
+  init() { ring = Array(repeating: nil, count: Self.capacity) }
+
+  var isEmpty: Bool { count == 0 && lifo == nil }
+
+  /// Pushes to the back of the ring; returns false when full.
+  mutating func pushBack(_ job: UnownedJob) -> Bool {
+    if count == Self.capacity { return false }
+    ring[(head + count) & (Self.capacity - 1)] = job
+    count += 1
+    return true
+  }
+
+  mutating func popFront() -> UnownedJob? {
+    if count == 0 { return nil }
+    let job = ring[head]
+    ring[head] = nil
+    head = (head + 1) & (Self.capacity - 1)
+    count -= 1
+    return job
+  }
+
+  /// Removes up to `n` jobs from the front (oldest first), appending them to `out`.
+  mutating func takeFront(_ n: Int, into out: inout [UnownedJob]) {
+    var left = min(n, count)
+    while left > 0, let job = popFront() {
+      out.append(job)
+      left -= 1
+    }
+  }
+}
+
+/// A growable FIFO ring (power-of-two capacity).
+struct JobDeque {
+  private var ring: [UnownedJob?] = Array(repeating: nil, count: 64)
+  private var head = 0
+  private(set) var count = 0
+
+  var isEmpty: Bool { count == 0 }
+
+  mutating func pushBack(_ job: UnownedJob) {
+    if count == ring.count { grow() }
+    ring[(head + count) & (ring.count - 1)] = job
+    count += 1
+  }
+
+  mutating func popFront() -> UnownedJob? {
+    if count == 0 { return nil }
+    let job = ring[head]
+    ring[head] = nil
+    head = (head + 1) & (ring.count - 1)
+    count -= 1
+    return job
+  }
+
+  private mutating func grow() {
+    var bigger: [UnownedJob?] = Array(repeating: nil, count: ring.count * 2)
+    for i in 0..<count { bigger[i] = ring[(head + i) & (ring.count - 1)] }
+    ring = bigger
+    head = 0
+  }
+}

@@ -1,0 +1,311 @@
+/// The fixed worker pool that runs async jobs (`taskShared` bodies and their children).
+///
+/// N worker threads, fixed for the pool's life. Each worker owns a `LocalQueue` (a bounded ring plus
+/// a LIFO slot) that it pushes to when a job is enqueued from its own thread; jobs from other
+/// threads go to the shared injection queue. An idle worker takes from its LIFO slot, its ring, the
+/// injection queue (a batch), then steals half of another worker's ring.
+///
+/// Idle coordination (the protocol that keeps wake-ups from being lost):
+/// - `queued` counts jobs sitting in any queue. An enqueuer pushes, then increments `queued`
+///   (sequentially consistent), then reads `searching` and `sleeperCount`; if nobody is searching
+///   and somebody sleeps, it wakes exactly one sleeper, which counts as searching from then on.
+/// - A worker that finds nothing spins briefly as a searcher, then registers as a sleeper
+///   (`sleeperCount += 1`), stops searching, and only then re-reads `queued`. By the total order
+///   of those atomics, either the worker sees the new job, or the enqueuer sees the sleeper.
+/// - When a searching worker finds a job and was the last searcher, it wakes another sleeper if
+///   more work is queued, so parallelism ramps up one worker at a time (no thundering herd).
+/// Parked workers sleep on a futex (CShims `vt_park`) and burn no CPU.
+///
+/// Threads: `enqueue` from any thread; everything else from the owning manager.
+import CShims
+import Synchronization
+
+final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes and Atomics below
+  final class Worker: @unchecked Sendable {  // `local` is a Mutex; `parker` is only touched via vt_park/vt_unpark (atomic)
+    let index: Int
+    /// Locking rule: the owner pushes/pops under this lock; thieves lock it to steal.
+    let local = Mutex(LocalQueue())
+    let parker: UnsafeMutablePointer<vt_parker>
+    /// Jobs this worker ran (relaxed; read by metrics).
+    let jobsRun = Atomic<Int>(0)
+    var thread: OSThread?  // written before the thread starts, read by join only
+
+    init(index: Int) {
+      self.index = index
+      parker = .allocate(capacity: 1)
+      vt_parker_init(parker)
+    }
+    deinit { parker.deallocate() }
+  }
+
+  let workers: [Worker]
+  /// Locking rule: any thread pushes, workers pop; `terminated` is set under this lock once every
+  /// worker has exited, after which jobs are forwarded to Swift's global executor.
+  private let injection = Mutex<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
+  /// Jobs in any queue (seq_cst: part of the idle protocol above).
+  private let queued = Atomic<Int>(0)
+  private let searching = Atomic<Int>(0)
+  private let sleeperCount = Atomic<Int>(0)
+  /// Indices of parked workers. Locking rule: push/pop under this lock, with `sleeperCount`.
+  private let sleepers = Mutex<[Int]>([])
+  private let stopping = Atomic<Bool>(false)
+  private let namePrefix: String
+  /// Where jobs run: the manager, as a task executor. Set once before any worker starts.
+  private var executor: UnownedTaskExecutor?
+
+  init(count: Int, namePrefix: String) {
+    self.namePrefix = namePrefix
+    workers = (0..<max(1, count)).map { Worker(index: $0) }
+  }
+
+  /// Starts every worker. On a refused thread, stops and joins those already started and throws.
+  func start(executor: UnownedTaskExecutor) throws(WasiThreadError) {
+    self.executor = executor
+    for worker in workers {
+      let result = OSThread.spawn(name: "\(namePrefix)-w\(worker.index)") { [self] in
+        self.run(worker)
+      }
+      switch result {
+      case .success(let thread):
+        worker.thread = thread
+      case .failure(let error):
+        stopAndJoin()
+        throw .spawnFailed(errno: error.code)
+      }
+    }
+  }
+
+  // MARK: enqueue (any thread)
+
+  func enqueue(_ job: UnownedJob) {
+    if let index = currentWorkerIndex() {
+      let worker = workers[index]
+      let overflow: [UnownedJob]? = worker.local.withLock { local in
+        guard let previous = local.lifo else {
+          local.lifo = job
+          return nil
+        }
+        local.lifo = job
+        if local.pushBack(previous) { return nil }
+        // Ring full: move half of it (and the displaced job) to the injection queue.
+        var moved: [UnownedJob] = []
+        moved.reserveCapacity(LocalQueue.capacity / 2 + 1)
+        local.takeFront(LocalQueue.capacity / 2, into: &moved)
+        moved.append(previous)
+        return moved
+      }
+      if let overflow {
+        injection.withLock { state in
+          for j in overflow { state.queue.pushBack(j) }
+        }
+      }
+    } else {
+      let forwarded: Bool = injection.withLock { state in
+        if state.terminated { return true }
+        state.queue.pushBack(job)
+        return false
+      }
+      if forwarded {
+        // The pool is gone: run it on Swift's global executor rather than lose it.
+        globalConcurrentExecutor.enqueue(ExecutorJob(job))
+        return
+      }
+    }
+    queued.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    notifyIfNeeded()
+  }
+
+  /// The index of the calling worker of this pool, or nil.
+  @inline(__always)
+  func currentWorkerIndex() -> Int? {
+    if vt_thread_owner() == Unmanaged.passUnretained(self).toOpaque() {
+      return vt_thread_owner_index()
+    }
+    return nil
+  }
+
+  @inline(__always)
+  private func notifyIfNeeded() {
+    if searching.load(ordering: .sequentiallyConsistent) == 0
+      && sleeperCount.load(ordering: .sequentiallyConsistent) > 0
+    {
+      wakeOne()
+    }
+  }
+
+  private func wakeOne() {
+    let index: Int? = sleepers.withLock { stack in
+      guard let i = stack.popLast() else { return nil }
+      sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+      // The woken worker counts as searching until it finds work or sleeps again.
+      searching.wrappingAdd(1, ordering: .sequentiallyConsistent)
+      return i
+    }
+    if let index { vt_unpark(workers[index].parker) }
+  }
+
+  // MARK: the worker loop
+
+  private func run(_ worker: Worker) {
+    vt_set_thread_owner(Unmanaged.passUnretained(self).toOpaque(), worker.index)
+    let executor = self.executor!
+    var isSearching = false
+    var stealBuffer: [UnownedJob] = []
+    stealBuffer.reserveCapacity(LocalQueue.capacity)
+    var ran = 0
+
+    while true {
+      if let job = nextJob(worker, &stealBuffer) {
+        queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+        if isSearching {
+          isSearching = false
+          let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
+          if before == 1 && queued.load(ordering: .sequentiallyConsistent) > 0 { notifyIfNeeded() }
+        }
+        job.runSynchronously(on: executor)
+        ran &+= 1
+        if ran & 63 == 0 { worker.jobsRun.store(ran, ordering: .relaxed) }
+        continue
+      }
+      worker.jobsRun.store(ran, ordering: .relaxed)
+      if stopping.load(ordering: .acquiring) { break }
+      // Spin briefly as a searcher before parking: cheap wake-ups for ping-pong work.
+      if !isSearching {
+        isSearching = true
+        searching.wrappingAdd(1, ordering: .sequentiallyConsistent)
+      }
+      var found = false
+      for round in 0..<32 {
+        if queued.load(ordering: .relaxed) > 0 {
+          found = true
+          break
+        }
+        if round < 24 { vt_cpu_relax() } else { sched_yield_shim() }
+      }
+      if found { continue }
+      // Register as a sleeper, stop searching, then re-check (see the protocol above).
+      sleepers.withLock { stack in
+        stack.append(worker.index)
+        sleeperCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
+      }
+      if isSearching {
+        isSearching = false
+        searching.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+      }
+      if queued.load(ordering: .sequentiallyConsistent) > 0 || stopping.load(ordering: .sequentiallyConsistent) {
+        let removed: Bool = sleepers.withLock { stack in
+          if let at = stack.lastIndex(of: worker.index) {
+            stack.remove(at: at)
+            sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            return true
+          }
+          return false
+        }
+        // Not found: a waker popped us and counted us as searching; its unpark permit is
+        // pending and makes the next park return at once.
+        if !removed { isSearching = true }
+        continue
+      }
+      _ = vt_park(worker.parker, -1)
+      isSearching = true  // the waker counted us as searching
+    }
+    if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+    vt_set_thread_owner(nil, -1)
+  }
+
+  private func nextJob(_ worker: Worker, _ buffer: inout [UnownedJob]) -> UnownedJob? {
+    if let job = worker.local.withLock({ local -> UnownedJob? in
+      if let j = local.lifo {
+        local.lifo = nil
+        return j
+      }
+      return local.popFront()
+    }) {
+      return job
+    }
+    // A batch from the injection queue: a fair share, at most 32, the rest into the local ring.
+    buffer.removeAll(keepingCapacity: true)
+    injection.withLock { state in
+      let share = min(32, state.queue.count / workers.count + 1)
+      var n = 0
+      while n < share, let j = state.queue.popFront() {
+        buffer.append(j)
+        n += 1
+      }
+    }
+    if !buffer.isEmpty {
+      let first = buffer[0]
+      if buffer.count > 1 {
+        worker.local.withLock { local in
+          for j in buffer.dropFirst() { _ = local.pushBack(j) }  // fits: the ring was empty
+        }
+      }
+      return first
+    }
+    // Steal half of another worker's ring, starting after ourselves.
+    let n = workers.count
+    if n > 1 {
+      for offset in 1..<n {
+        let victim = workers[(worker.index + offset) % n]
+        buffer.removeAll(keepingCapacity: true)
+        victim.local.withLock { local in
+          local.takeFront((local.count + 1) / 2, into: &buffer)
+        }
+        if !buffer.isEmpty {
+          let first = buffer[0]
+          if buffer.count > 1 {
+            worker.local.withLock { local in
+              for j in buffer.dropFirst() { _ = local.pushBack(j) }
+            }
+          }
+          return first
+        }
+      }
+    }
+    return nil
+  }
+
+  // MARK: shutdown (owner only)
+
+  /// Stops every worker once its queues are empty, joins them, then forwards any job that arrives
+  /// later (or was left behind) to Swift's global executor. Must not be called from a worker.
+  func stopAndJoin() {
+    stopping.store(true, ordering: .sequentiallyConsistent)
+    for worker in workers { vt_unpark(worker.parker) }
+    for worker in workers {
+      worker.thread?.join()
+      worker.thread = nil
+    }
+    var leftovers: [UnownedJob] = []
+    injection.withLock { state in
+      state.terminated = true
+      while let j = state.queue.popFront() { leftovers.append(j) }
+    }
+    for worker in workers {
+      worker.local.withLock { local in
+        if let j = local.lifo { leftovers.append(j); local.lifo = nil }
+        while let j = local.popFront() { leftovers.append(j) }
+      }
+    }
+    for job in leftovers {
+      queued.wrappingSubtract(1, ordering: .relaxed)
+      globalConcurrentExecutor.enqueue(ExecutorJob(job))
+    }
+  }
+
+  // MARK: metrics
+
+  var queuedJobs: Int { max(0, queued.load(ordering: .relaxed)) }
+  var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }
+}
+
+@inline(__always)
+private func sched_yield_shim() {
+  #if canImport(Glibc)
+    _ = Glibc.sched_yield()
+  #endif
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif

@@ -1,0 +1,371 @@
+import CShims
+import Foundation
+import Synchronization
+import Testing
+
+@testable import VirtualTasks
+
+@Suite("Executor: worker pool, blocking pool, shutdown")
+struct ExecutorTests {
+  @Test func sharedTasks_100k_allRunExactlyOnce_onWorkers() async throws {
+    let n = 100_000
+    let mgr = try makeManager(workers: 2, prefix: "ledgerA")
+    let ledger = Ledger(count: n)
+    let offWorker = Atomic<Int>(0)
+    for i in 0..<n {
+      try mgr.taskShared {
+        if !currentThreadName().hasPrefix("ledgerA-w") { offWorker.wrappingAdd(1, ordering: .relaxed) }
+        ledger.mark(i)
+      }
+    }
+    await mgr.shutdownGracefully()  // runs every accepted task
+    #expect(ledger.allExactlyOnce)
+    #expect(ledger.total == n)
+    #expect(offWorker.load(ordering: .relaxed) == 0)
+    #expect(mgr.metrics().completedSharedTasks == n)
+  }
+
+  @Test func dedicatedTasks_100k_allRunExactlyOnce_onBlockingThreads() async throws {
+    let n = 100_000
+    let mgr = try makeManager(workers: 1, maxBlocking: 4, prefix: "ledgerB")
+    let ledger = Ledger(count: n)
+    let offPool = Atomic<Int>(0)
+    for i in 0..<n {
+      try mgr.taskDedicated {
+        if !currentThreadName().hasPrefix("ledgerB-b") { offPool.wrappingAdd(1, ordering: .relaxed) }
+        ledger.mark(i)
+      }
+    }
+    await mgr.shutdownGracefully()
+    #expect(ledger.allExactlyOnce)
+    #expect(offPool.load(ordering: .relaxed) == 0)
+    #expect(mgr.metrics().completedBlockingJobs == n)
+  }
+
+  @Test func taskGroupAndAsyncLetChildren_stayOnWorkers() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "kids")
+    let names = Mutex<[String]>([])
+    let done = Countdown(1)
+    try mgr.taskShared {
+      await withTaskGroup(of: String.self) { group in
+        for _ in 0..<50 {
+          group.addTask {
+            await Task.yield()
+            return currentThreadName()
+          }
+        }
+        for await name in group { names.withLock { $0.append(name) } }
+      }
+      async let a = { () async -> String in await Task.yield(); return currentThreadName() }()
+      async let b = { () async -> String in currentThreadName() }()
+      let (x, y) = await (a, b)
+      names.withLock { $0 += [x, y, currentThreadName()] }
+      done.tick()
+    }
+    await done.wait()
+    let all = names.withLock { $0 }
+    #expect(all.count == 53)
+    #expect(all.allSatisfy { $0.hasPrefix("kids-w") }, "\(Set(all))")
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func blockingPool_300WaitersOnOneBarrier_complete_thenShrinkAfterKeepAlive() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 400, keepAlive: .milliseconds(200), prefix: "barrier")
+    let arrived = ConditionLock()
+    let count = Mutex(0)
+    let finished = Countdown(300)
+    for _ in 0..<300 {
+      try mgr.taskDedicated {
+        arrived.lock()
+        let now = count.withLock { $0 += 1; return $0 }
+        if now == 300 { arrived.broadcast() }
+        while count.withLock({ $0 }) < 300 { arrived.wait() }
+        arrived.unlock()
+        finished.tick()
+      }
+    }
+    await finished.wait()
+    #expect(mgr.metrics().blockingThreads <= 300)
+    // Idle threads retire after the keep-alive (an OS effect with no event: poll for it).
+    #expect(eventually(seconds: 10) { mgr.metrics().blockingThreads == 0 })
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func blockingPool_atTheCap_queuedWorkRunsInFIFOOrder() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "fifo")
+    let order = Mutex<[Int]>([])
+    let gate = Gate()
+    try mgr.taskDedicated { gate.wait() }
+    for i in 0..<500 { try mgr.taskDedicated { order.withLock { $0.append(i) } } }
+    #expect(mgr.metrics().queuedBlockingJobs == 500)
+    gate.open()
+    await mgr.shutdownGracefully()
+    #expect(order.withLock { $0 } == Array(0..<500))
+  }
+
+  @Test func shutdown_runsAllQueuedWork_thenRejectsAndReleasesClosures() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "drain")
+    let sharedGate = Gate()
+    let blockingGate = Gate()
+    let ranShared = Atomic<Int>(0)
+    let ranBlocking = Atomic<Int>(0)
+    let started = Countdown(1)
+    try mgr.taskShared {
+      started.tick()
+      sharedGate.wait()  // test-only: holds the single worker so the rest stays queued
+    }
+    await started.wait()
+    for _ in 0..<10_000 { try mgr.taskShared { ranShared.wrappingAdd(1, ordering: .relaxed) } }
+    try mgr.taskDedicated { blockingGate.wait() }
+    for _ in 0..<1_000 { try mgr.taskDedicated { ranBlocking.wrappingAdd(1, ordering: .relaxed) } }
+    let m = mgr.metrics()
+    #expect(m.queuedSharedJobs >= 10_000)
+    #expect(m.queuedBlockingJobs == 1_000)
+
+    let shutdown = Task { await mgr.shutdownGracefully() }
+    // Admission closes at once, before the queues drain.
+    #expect(eventually { (try? mgr.taskDedicated {}) == nil })
+    sharedGate.open()
+    blockingGate.open()
+    await shutdown.value
+    #expect(ranShared.load(ordering: .relaxed) == 10_000)
+    #expect(ranBlocking.load(ordering: .relaxed) == 1_000)
+
+    let before = Payload.live.load(ordering: .relaxed)
+    let ran = Atomic<Bool>(false)
+    do {
+      let p = Payload()
+      #expect(throws: WasiThreadError.shutDown) { try mgr.taskShared { _ = p; ran.store(true, ordering: .relaxed) } }
+      #expect(throws: WasiThreadError.shutDown) { try mgr.taskDedicated { _ = p; ran.store(true, ordering: .relaxed) } }
+    }
+    #expect(Payload.live.load(ordering: .relaxed) == before, "rejected closures are released")
+    let didRun = ran.load(ordering: .relaxed)
+    #expect(!didRun)
+  }
+
+  @Test func shutdown_returnsThreadsAndFdsToBaseline() async {
+    await #expect(processExitsWith: .success) {
+      await warmGlobalPool()
+      let threads = threadCount()
+      let fds = fdCount()
+      do {
+        let mgr = try makeManager(workers: 2, maxBlocking: 8, prefix: "base")
+        for _ in 0..<1000 { try mgr.taskShared { await mgr.sleepNow(.milliseconds(1)) } }
+        for _ in 0..<100 { try mgr.taskDedicated { usleep(100) } }
+        require(threadCount() > threads, "threads were started")
+        await mgr.shutdownGracefully()
+      } catch {
+        require(false, "unexpected \(error)")
+      }
+      require(threadCount() == threads, "threads \(threadCount()) != baseline \(threads)")
+      require(fdCount() == fds, "fds \(fdCount()) != baseline \(fds)")
+    }
+  }
+
+  @Test func deinitWithoutShutdown_stopsAndJoinsThreads() async {
+    await #expect(processExitsWith: .success) {
+      await warmGlobalPool()
+      let threads = threadCount()
+      let fds = fdCount()
+      do {
+        let mgr = try makeManager(workers: 2, prefix: "dropped")
+        let done = Countdown(1)
+        try mgr.taskShared { done.tick() }
+        try mgr.taskDedicated {}
+        await done.wait()
+      } catch {
+        require(false, "unexpected \(error)")
+      }
+      require(eventually { threadCount() == threads && fdCount() == fds },
+              "threads \(threadCount()) vs \(threads), fds \(fdCount()) vs \(fds)")
+    }
+  }
+
+  @Test func shutdown_isIdempotent_andSafeFromConcurrentCallers() async throws {
+    let mgr = try makeManager(prefix: "many")
+    let ran = Atomic<Int>(0)
+    for _ in 0..<1000 { try mgr.taskShared { ran.wrappingAdd(1, ordering: .relaxed) } }
+    await withTaskGroup(of: Void.self) { g in
+      for _ in 0..<8 { g.addTask { await mgr.shutdownGracefully() } }
+    }
+    await mgr.shutdownGracefully()
+    #expect(ran.load(ordering: .relaxed) == 1000)
+  }
+
+  @Test func shutdown_fromInsideASharedTask_doesNotDeadlock() async throws {
+    let mgr = try makeManager(prefix: "inside")
+    let returned = Countdown(1)
+    try mgr.taskShared {
+      await mgr.shutdownGracefully()
+      returned.tick()
+    }
+    await returned.wait()
+    #expect(throws: WasiThreadError.shutDown) { try mgr.taskShared {} }
+    await mgr.shutdownGracefully()  // from outside: waits for the teardown started inside
+  }
+
+  @Test func shutdown_fromABlockingThread_doesNotDeadlock() async throws {
+    let mgr = try makeManager(prefix: "insideB")
+    let returned = Countdown(1)
+    try mgr.taskDedicated {
+      // A blocking thread reaches async code through spawnAndBlockOn; the shutdown it starts
+      // cannot wait for this very closure, so it returns once admission is closed.
+      _ = try? mgr.spawnAndBlockOn { await mgr.shutdownGracefully() }
+      returned.tick()
+    }
+    await returned.wait()
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func spawnAndBlockOn_fromAPlainThread_returnsTheValue() async throws {
+    let mgr = try makeManager(prefix: "sbo")
+    let result: Int = await withCheckedContinuation { c in
+      Thread.detachNewThread {
+        let v = try? mgr.spawnAndBlockOn { () async -> Int in
+          await mgr.sleepNow(.milliseconds(2))
+          return currentThreadName().hasPrefix("sbo-w") ? 42 : -1
+        }
+        c.resume(returning: v ?? -2)
+      }
+    }
+    #expect(result == 42)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func spawnAndBlockOn_onAWorker_throwsInsteadOfDeadlocking() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "sbo2")
+    let outcome = Mutex<Result<Int, WasiThreadError>?>(nil)
+    let done = Countdown(1)
+    try mgr.taskShared {
+      let r = Result { () throws(WasiThreadError) -> Int in try mgr.spawnAndBlockOn { 7 } }
+      outcome.withLock { $0 = r }
+      done.tick()
+    }
+    await done.wait()
+    #expect(outcome.withLock { $0 } == .failure(.unsupported))
+    // From a blocking thread it is allowed and works.
+    let v = try await mgr.spawnAwait { try? mgr.spawnAndBlockOn { 9 } }
+    #expect(v == 9)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func spawnAwait_returnsTheResult_fromABlockingThread() async throws {
+    let mgr = try makeManager(prefix: "await")
+    let name = try await mgr.spawnAwait { currentThreadName() }
+    #expect(name.hasPrefix("await-b"))
+    await mgr.shutdownGracefully()
+    await #expect(throws: WasiThreadError.shutDown) { try await mgr.spawnAwait { 1 } }
+  }
+
+  @Test func metrics_reportWorkersBlockingThreadsAndCounts() async throws {
+    let mgr = try makeManager(workers: 3, maxBlocking: 2, prefix: "metrics")
+    let gate = Gate()
+    let started = Countdown(2)
+    try mgr.taskDedicated { started.tick(); gate.wait() }
+    try mgr.taskDedicated { started.tick(); gate.wait() }
+    try mgr.taskDedicated {}
+    await started.wait()
+    var m = mgr.metrics()
+    #expect(m.workerThreads == 3)
+    #expect(m.blockingThreads == 2)
+    #expect(m.blockingThreadsBusy == 2)
+    #expect(m.queuedBlockingJobs == 1)
+    gate.open()
+    let done = Countdown(10)
+    for _ in 0..<10 { try mgr.taskShared { done.tick() } }
+    await done.wait()
+    await mgr.shutdownGracefully()
+    m = mgr.metrics()
+    #expect(m.completedBlockingJobs == 3)
+    #expect(m.completedSharedTasks == 10)
+    #expect(m.completedSharedJobs >= 10)
+    #expect(m.liveSharedTasks == 0)
+    #expect(m.spawnFailures == 0)
+  }
+
+  @Test func threadParallelism_isTheProbeValue() throws {
+    let mgr = try makeManager()
+    #expect(try mgr.threadParallelism() == Parallelism.available())
+  }
+
+  @Test func workerCount_defaultsToParallelism() async throws {
+    let mgr = try ThreadPoolTaskManager()
+    #expect(mgr.metrics().workerThreads == Parallelism.available())
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func taskExecutorPreference_runsUserTasksOnWorkers() async throws {
+    let mgr = try makeManager(prefix: "pref")
+    let name = await Task(executorPreference: mgr) { currentThreadName() }.value
+    #expect(name.hasPrefix("pref-w"))
+    await mgr.shutdownGracefully()
+    // Jobs that reach a stopped pool run on Swift's global executor instead of being lost.
+    let after = await Task(executorPreference: mgr) { 5 }.value
+    #expect(after == 5)
+  }
+}
+
+@Suite("Fault injection: refused threads")
+struct FaultInjectionTests {
+  @Test func refusedThreadDuringInit_throwsSpawnFailed_andLeavesNothing() async {
+    for k in 1...3 {  // reactor, worker 0, worker 1
+      await #expect(processExitsWith: .success) { [k = k as Int] in
+        await warmGlobalPool()
+        let threads = threadCount()
+        let fds = fdCount()
+        vt_testing_fail_thread_create_at(Int32(k), EAGAIN)
+        do {
+          _ = try makeManager(workers: 2, prefix: "initfail")
+          require(false, "init succeeded although thread \(k) was refused")
+        } catch let e as WasiThreadError {
+          require(e == .spawnFailed(errno: EAGAIN), "got \(e)")
+        } catch { require(false, "untyped \(error)") }
+        vt_testing_fail_thread_create_at(0, 0)
+        require(threadCount() == threads, "threads \(threadCount()) vs \(threads) at k=\(k)")
+        require(fdCount() == fds, "fds \(fdCount()) vs \(fds) at k=\(k)")
+      }
+    }
+  }
+
+  @Test func refusedBlockingThread_withNoLiveThread_throwsSpawnFailed_andReleasesTheClosure() async {
+    await #expect(processExitsWith: .success) {
+      do {
+        let mgr = try makeManager(workers: 1, prefix: "refuse")
+        vt_testing_fail_all_thread_creates(EAGAIN)
+        let p = Payload()
+        let before = Payload.live.load(ordering: .relaxed)
+        do {
+          try mgr.taskDedicated { _ = p }
+          require(false, "accepted without a thread")
+        } catch let e as WasiThreadError {
+          require(e == .spawnFailed(errno: EAGAIN), "got \(e)")
+        } catch { require(false, "untyped") }
+        _ = before
+        require(mgr.metrics().spawnFailures == 1, "spawnFailures \(mgr.metrics().spawnFailures)")
+        require(mgr.metrics().queuedBlockingJobs == 0, "nothing left queued")
+        vt_testing_fail_all_thread_creates(0)
+        await mgr.shutdownGracefully()
+      } catch { require(false, "\(error)") }
+    }
+  }
+
+  @Test func refusedBlockingThread_withALiveThread_keepsWorkQueuedForIt() async {
+    await #expect(processExitsWith: .success) {
+      do {
+        let mgr = try makeManager(workers: 1, maxBlocking: 8, prefix: "refuse2")
+        let gate = Gate()
+        let started = Countdown(1)
+        try mgr.taskDedicated { started.tick(); gate.wait() }
+        await started.wait()
+        vt_testing_fail_all_thread_creates(EAGAIN)
+        let ran = Atomic<Int>(0)
+        for _ in 0..<5 { try mgr.taskDedicated { ran.wrappingAdd(1, ordering: .relaxed) } }
+        require(mgr.metrics().spawnFailures == 5, "spawnFailures \(mgr.metrics().spawnFailures)")
+        vt_testing_fail_all_thread_creates(0)
+        gate.open()
+        await mgr.shutdownGracefully()
+        require(ran.load(ordering: .relaxed) == 5, "queued work ran on the live thread")
+      } catch { require(false, "\(error)") }
+    }
+  }
+}

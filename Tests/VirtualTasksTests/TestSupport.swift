@@ -1,0 +1,100 @@
+import CShims
+import Foundation
+import Synchronization
+import Testing
+
+@testable import VirtualTasks
+
+/// Counts live payloads: every instance increments on init and decrements on deinit.
+final class Payload: Sendable {
+  static let live = Atomic<Int>(0)
+  init() { Payload.live.wrappingAdd(1, ordering: .relaxed) }
+  deinit { Payload.live.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// A ledger of task indices: each must be marked exactly once.
+final class Ledger: Sendable {
+  private let marks: Mutex<[UInt8]>
+  init(count: Int) { marks = Mutex([UInt8](repeating: 0, count: count)) }
+  func mark(_ i: Int) { marks.withLock { $0[i] &+= 1 } }
+  var allExactlyOnce: Bool { marks.withLock { $0.allSatisfy { $0 == 1 } } }
+  var total: Int { marks.withLock { $0.reduce(0) { $0 + Int($1) } } }
+}
+
+/// A countdown that a test awaits (no sleeping and hoping).
+final class Countdown: Sendable {
+  private let state: Mutex<(left: Int, waiters: [CheckedContinuation<Void, Never>])>
+  init(_ n: Int) { state = Mutex((n, [])) }
+  func tick() {
+    let ready: [CheckedContinuation<Void, Never>] = state.withLock { s in
+      s.left -= 1
+      if s.left == 0 { defer { s.waiters.removeAll() }; return s.waiters }
+      return []
+    }
+    for c in ready { c.resume() }
+  }
+  func wait() async {
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+      let done: Bool = state.withLock { s in
+        if s.left <= 0 { return true }
+        s.waiters.append(c)
+        return false
+      }
+      if done { c.resume() }
+    }
+  }
+}
+
+/// A blocking gate for plain threads.
+final class Gate: Sendable {
+  private let lock = ConditionLockForTests()
+  func open() { lock.open() }
+  func wait() { lock.wait() }
+}
+
+final class ConditionLockForTests: @unchecked Sendable {  // all state under `mutex`/`cond` (pthread)
+  private let cond = ConditionLock()
+  private var isOpen = false
+  func open() { cond.withLock { isOpen = true; cond.broadcast() } }
+  func wait() { cond.lock(); while !isOpen { cond.wait() }; cond.unlock() }
+}
+
+/// Polls `condition` every millisecond for up to `seconds` (for effects with no event to await,
+/// like an OS thread disappearing from /proc). Returns whether it became true.
+func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+  let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+  while ContinuousClock.now < deadline {
+    if condition() { return true }
+    usleep(1000)
+  }
+  return condition()
+}
+
+func threadCount() -> Int { Int(vt_thread_count()) }
+func fdCount() -> Int { Int(vt_fd_count()) }
+
+/// In an exit-test child: print and exit 1 unless `condition` holds.
+func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+  if !condition {
+    FileHandle.standardError.write(Data(("FAILED: " + message() + "\n").utf8))
+    exit(1)
+  }
+}
+
+/// Warms Swift's global cooperative pool so its threads exist before a baseline is taken.
+func warmGlobalPool() async {
+  await withTaskGroup(of: Void.self) { g in
+    for _ in 0..<8 { g.addTask { usleep(2000) } }
+  }
+}
+
+func makeManager(
+  workers: Int? = 2, maxBlocking: Int? = nil, keepAlive: Duration = .seconds(10), prefix: String = "vt"
+) throws -> ThreadPoolTaskManager {
+  var c = ThreadPoolTaskManager.Configuration()
+  c.workerThreads = workers
+  c.maxBlockingThreads = maxBlocking
+  c.blockingKeepAlive = keepAlive
+  c.threadNamePrefix = prefix
+  return try ThreadPoolTaskManager(configuration: c)
+}
