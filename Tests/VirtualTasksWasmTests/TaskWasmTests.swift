@@ -1,5 +1,5 @@
-/// `taskWasm`, `buildMemory` and `spawnWithModule` on their own: where tasks run, what each
-/// memory spawn type yields, and which typed error each setup failure gives.
+/// `taskWasm`, `buildMemory` and `spawnWithModule` on a `ThreadPoolTaskManager`: where tasks
+/// run, what each memory spawn type yields, and which typed error each setup failure gives.
 import Synchronization
 import Testing
 import VirtualTasks
@@ -24,117 +24,123 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
   let engine = WasmThreads.makeEngine()
 
   @Test func runsOnABlockingPoolThread_withItsOwnStoreAndInstance() async throws {
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    let (results, inbox) = makeInbox((String, UInt32?).self)
-    try manager.taskWasm(
-      TaskWasm(module: module, engine: engine) { properties in
-        let answer = try? properties.instance.exports[function: "answer"]!()
-        inbox.yield((threadName(), answer?.first?.i32))
-      })
-    let (name, answer) = try await first(results, "the task")
-    #expect(name.hasPrefix(blockingThreadPrefix))
-    #expect(answer == 42)
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+      let (results, inbox) = makeInbox((String, UInt32?).self)
+      try manager.taskWasm(
+        TaskWasm(module: module, engine: engine) { properties in
+          let answer = try? properties.instance.exports[function: "answer"]!()
+          inbox.yield((threadName(), answer?.first?.i32))
+        })
+      let (name, answer) = try await first(results, "the task")
+      #expect(name.hasPrefix(blockingThreadPrefix))
+      #expect(answer == 42)
+    }
   }
 
   @Test func copyMemory_givesAnIndependentCopy() async throws {
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.peekPoke)
-    let store = Store(engine: engine)
-    let original = try Memory(store: store, type: MemoryType(min: 1))
-    original.withUnsafeMutableBufferPointer(offset: 100, count: 1) { $0[0] = 42 }
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.peekPoke)
+      let store = Store(engine: engine)
+      let original = try Memory(store: store, type: MemoryType(min: 1))
+      original.withUnsafeMutableBufferPointer(offset: 100, count: 1) { $0[0] = 42 }
 
-    let (results, inbox) = makeInbox([UInt32].self)
-    try manager.taskWasm(
-      TaskWasm(module: module, engine: engine, spawnType: .copyMemory(MemoryImage(copying: original))) {
-        properties in
-        let peek = properties.instance.exports[function: "peek"]!
-        let poke = properties.instance.exports[function: "poke"]!
-        let before = (try? peek())?.first?.i32 ?? 0
-        _ = try? poke()
-        let after = (try? peek())?.first?.i32 ?? 0
-        inbox.yield([before, after])
-      })
-    // The copy is complete when taskWasm returns: changing the original now cannot reach it.
-    original.withUnsafeMutableBufferPointer(offset: 100, count: 1) { $0[0] = 43 }
+      let (results, inbox) = makeInbox([UInt32].self)
+      try manager.taskWasm(
+        TaskWasm(module: module, engine: engine, spawnType: .copyMemory(MemoryImage(copying: original))) {
+          properties in
+          let peek = properties.instance.exports[function: "peek"]!
+          let poke = properties.instance.exports[function: "poke"]!
+          let before = (try? peek())?.first?.i32 ?? 0
+          _ = try? poke()
+          let after = (try? peek())?.first?.i32 ?? 0
+          inbox.yield([before, after])
+        })
+      // The copy is complete when taskWasm returns: changing the original now cannot reach it.
+      original.withUnsafeMutableBufferPointer(offset: 100, count: 1) { $0[0] = 43 }
 
-    #expect(try await first(results, "the task") == [42, 7])
-    #expect(original.withUnsafeBufferPointer(offset: 100, count: 1) { $0[0] } == 43)
+      #expect(try await first(results, "the task") == [42, 7])
+      #expect(original.withUnsafeBufferPointer(offset: 100, count: 1) { $0[0] } == 43)
+    }
   }
 
   @Test func createMemoryOfType_yieldsASharedMemoryWithAMaximum() async throws {
-    let manager = makeManager()
-    // On the caller's thread, through the provided default.
-    let store = Store(engine: engine)
-    let memory = try manager.buildMemory(store: store, spawnType: .createMemoryOfType(MemoryType(min: 1)))
-    #expect(memory?.type.shared == true)
-    #expect(memory?.type.max == 65_536)
-    #expect(try manager.buildMemory(store: store, spawnType: .createMemory) == nil)
+    try await withManager { manager in
+      // On the caller's thread, through the provided default.
+      let store = Store(engine: engine)
+      let memory = try manager.buildMemory(store: store, spawnType: .createMemoryOfType(MemoryType(min: 1)))
+      #expect(memory?.type.shared == true)
+      #expect(memory?.type.max == 65_536)
+      #expect(try manager.buildMemory(store: store, spawnType: .createMemory) == nil)
 
-    // In a task whose module imports a shared memory.
-    let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
-    let (results, inbox) = makeInbox(MemoryType?.self)
-    try manager.taskWasm(
-      TaskWasm(
-        module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
-        entryPoint: .wasiThreadStart
-      ) { properties in
-        inbox.yield(properties.memory?.type)
-      })
-    let type = try await first(results, "the task")
-    #expect(type?.shared == true)
-    #expect(type?.max == 65_536)
+      // In a task whose module imports a shared memory.
+      let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
+      let (results, inbox) = makeInbox(MemoryType?.self)
+      try manager.taskWasm(
+        TaskWasm(
+          module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
+          entryPoint: .wasiThreadStart
+        ) { properties in
+          inbox.yield(properties.memory?.type)
+        })
+      let type = try await first(results, "the task")
+      #expect(type?.shared == true)
+      #expect(type?.max == 65_536)
+    }
   }
 
   @Test func shareMemory_showsTheSameBytes() async throws {
-    let manager = makeManager()
-    let shared = try SharedMemory(
-      engine: engine, type: MemoryType(min: 1, max: 65_536, shared: true),
-      resourceLimiter: DefaultResourceLimiter())
-    storeI32(shared, engine: engine, at: 0, 1234)
-    let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
-    let (results, inbox) = makeInbox(Int32.self)
-    try manager.taskWasm(
-      TaskWasm(module: module, engine: engine, spawnType: .shareMemory(shared)) { properties in
-        let value = properties.memory!.withUnsafeBufferPointer(offset: 0, count: 4) {
-          $0.load(as: Int32.self)
-        }
-        storeI32(shared, engine: properties.store.engine, at: 4, 5678)
-        inbox.yield(value)
-      })
-    #expect(try await first(results, "the task") == 1234)
-    #expect(loadI32(shared, engine: engine, at: 4) == 5678)
+    try await withManager { manager in
+      let shared = try SharedMemory(
+        engine: engine, type: MemoryType(min: 1, max: 65_536, shared: true),
+        resourceLimiter: DefaultResourceLimiter())
+      storeI32(shared, engine: engine, at: 0, 1234)
+      let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
+      let (results, inbox) = makeInbox(Int32.self)
+      try manager.taskWasm(
+        TaskWasm(module: module, engine: engine, spawnType: .shareMemory(shared)) { properties in
+          let value = properties.memory!.withUnsafeBufferPointer(offset: 0, count: 4) {
+            $0.load(as: Int32.self)
+          }
+          storeI32(shared, engine: properties.store.engine, at: 4, 5678)
+          inbox.yield(value)
+        })
+      #expect(try await first(results, "the task") == 1234)
+      #expect(loadI32(shared, engine: engine, at: 4) == 5678)
+    }
   }
 
   @Test func spawnWithModule_handsTheModuleToABlockingThread() async throws {
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    let (results, inbox) = makeInbox((String, [String]).self)
-    try manager.spawnWithModule(module) { handed in
-      inbox.yield((threadName(), handed.exports.map(\.name)))
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+      let (results, inbox) = makeInbox((String, [String]).self)
+      try manager.spawnWithModule(module) { handed in
+        inbox.yield((threadName(), handed.exports.map(\.name)))
+      }
+      let (name, exports) = try await first(results, "the task")
+      #expect(name.hasPrefix(blockingThreadPrefix))
+      #expect(exports == ["memory", "answer"])
     }
-    let (name, exports) = try await first(results, "the task")
-    #expect(name.hasPrefix(blockingThreadPrefix))
-    #expect(exports == ["memory", "answer"])
   }
 
   @Test func trigger_runsAfterTaskWasmReturned_andItsResultReachesRun() async throws {
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    let (gate, opener) = makeInbox(Void.self)
-    let (results, inbox) = makeInbox(Result<[UInt8], WasmExitCode>?.self)
-    try manager.taskWasm(
-      TaskWasm(
-        module: module, engine: engine,
-        trigger: {
-          for await _ in gate { break }
-          return .success([1, 2, 3])
-        },
-        run: { properties in inbox.yield(properties.triggerResult) }))
-    // taskWasm returned while the trigger is still pending; open it now.
-    opener.yield(())
-    let result = try await first(results, "the triggered run")
-    #expect(result == .success([1, 2, 3]))
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+      let (gate, opener) = makeInbox(Void.self)
+      let (results, inbox) = makeInbox(Result<[UInt8], WasmExitCode>?.self)
+      try manager.taskWasm(
+        TaskWasm(
+          module: module, engine: engine,
+          trigger: {
+            for await _ in gate { break }
+            return .success([1, 2, 3])
+          },
+          run: { properties in inbox.yield(properties.triggerResult) }))
+      // taskWasm returned while the trigger is still pending; open it now.
+      opener.yield(())
+      let result = try await first(results, "the triggered run")
+      #expect(result == .success([1, 2, 3]))
+    }
   }
 
   @Test func anInvalidBinary_isATypedError() {
@@ -147,52 +153,56 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
     }
   }
 
-  @Test func failedInstantiation_isThrownByTaskWasm_andRunNeverHappens() throws {
-    let manager = makeManager()
-    let ran = Atomic<Int>(0)
-    for wat in [Fixtures.missingImport, Fixtures.trappingStart] {
-      let module = try WasmThreads.parseModule(wat: wat)
+  @Test func failedInstantiation_isThrownByTaskWasm_andRunNeverHappens() async throws {
+    try await withManager { manager in
+      let ran = Atomic<Int>(0)
+      for wat in [Fixtures.missingImport, Fixtures.trappingStart] {
+        let module = try WasmThreads.parseModule(wat: wat)
+        let error = #expect(throws: WasiThreadError.self) {
+          try manager.taskWasm(
+            TaskWasm(module: module, engine: engine) { _ in ran.add(1, ordering: .relaxed) })
+        }
+        guard case .instanceCreateFailed(let message) = error else {
+          Issue.record("expected .instanceCreateFailed, got \(String(describing: error))")
+          continue
+        }
+        #expect(!message.isEmpty && !message.contains("\n"))
+      }
+      #expect(ran.load(ordering: .relaxed) == 0)
+    }
+  }
+
+  @Test func aMissingEntryPoint_isAnExportError() async throws {
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
       let error = #expect(throws: WasiThreadError.self) {
-        try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.add(1, ordering: .relaxed) })
+        try manager.taskWasm(TaskWasm(module: module, engine: engine, entryPoint: .wasiThreadStart) { _ in })
       }
-      guard case .instanceCreateFailed(let message) = error else {
-        Issue.record("expected .instanceCreateFailed, got \(String(describing: error))")
-        continue
+      #expect(error == .exportError("the module exports no function \"wasi_thread_start\""))
+
+      let wrongType = WasmEntryPoint(name: "answer", type: FunctionType(parameters: [.i32]))
+      let typeError = #expect(throws: WasiThreadError.self) {
+        try manager.taskWasm(TaskWasm(module: module, engine: engine, entryPoint: wrongType) { _ in })
       }
-      #expect(!message.isEmpty && !message.contains("\n"))
-    }
-    #expect(ran.load(ordering: .relaxed) == 0)
-  }
-
-  @Test func aMissingEntryPoint_isAnExportError() throws {
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    let error = #expect(throws: WasiThreadError.self) {
-      try manager.taskWasm(TaskWasm(module: module, engine: engine, entryPoint: .wasiThreadStart) { _ in })
-    }
-    #expect(error == .exportError("the module exports no function \"wasi_thread_start\""))
-
-    let wrongType = WasmEntryPoint(name: "answer", type: FunctionType(parameters: [.i32]))
-    let typeError = #expect(throws: WasiThreadError.self) {
-      try manager.taskWasm(TaskWasm(module: module, engine: engine, entryPoint: wrongType) { _ in })
-    }
-    guard case .exportError = typeError else {
-      Issue.record("expected .exportError, got \(String(describing: typeError))")
-      return
+      guard case .exportError = typeError else {
+        Issue.record("expected .exportError, got \(String(describing: typeError))")
+        return
+      }
     }
   }
 
-  @Test func aFailingImportsBuilder_isAnInitError() throws {
+  @Test func aFailingImportsBuilder_isAnInitError() async throws {
     struct NoImports: Error {}
-    let manager = makeManager()
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    let error = #expect(throws: WasiThreadError.self) {
-      try manager.taskWasm(
-        TaskWasm(module: module, engine: engine, imports: { _, _ in throw NoImports() }) { _ in })
-    }
-    guard case .initFailed = error else {
-      Issue.record("expected .initFailed, got \(String(describing: error))")
-      return
+    try await withManager { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+      let error = #expect(throws: WasiThreadError.self) {
+        try manager.taskWasm(
+          TaskWasm(module: module, engine: engine, imports: { _, _ in throw NoImports() }) { _ in })
+      }
+      guard case .initFailed = error else {
+        Issue.record("expected .initFailed, got \(String(describing: error))")
+        return
+      }
     }
   }
 

@@ -7,41 +7,26 @@ import VirtualTasks
 import VirtualTasksWasm
 import WasmKit
 
-/// A manager that runs every `taskDedicated` on a new OS thread named "<prefix>-b<N>" (a stand-in
-/// for `ThreadPoolTaskManager`'s blocking pool, with the same thread names).
-final class ThreadPerTaskManager: VirtualWasmTaskManager {
-  let prefix: String
-  private let started = Atomic<Int>(0)
-
-  init(prefix: String) { self.prefix = prefix }
-
-  func sleepNow(_ duration: Duration) async { try? await Task.sleep(for: duration) }
-
-  func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
-    Task.detached { await task() }
-  }
-
-  func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
-    let name = "\(prefix)-b\(started.add(1, ordering: .relaxed).newValue)"
-    let thread = Thread {
-      try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
-      task()
-    }
-    thread.stackSize = 8 << 20
-    thread.start()
-  }
-
-  func threadParallelism() throws(WasiThreadError) -> Int { 2 }
-
-  func taskWasm(_ task: TaskWasm) throws(WasiThreadError) { try taskWasmOnBlockingPool(task) }
-}
-
 /// The prefix of the blocking-pool threads of the manager under test.
 let blockingThreadPrefix = "wasmtest-b"
 
-/// A manager for one test.
-func makeManager() -> ThreadPerTaskManager {
-  ThreadPerTaskManager(prefix: "wasmtest")
+/// Runs `body` with a fresh `ThreadPoolTaskManager` ("wasmtest-*" threads, `workers` async
+/// workers), then shuts it down gracefully, which joins every thread it started.
+func withManager<T>(
+  workers: Int = 2, _ body: (ThreadPoolTaskManager) async throws -> T
+) async throws -> T {
+  var configuration = ThreadPoolTaskManager.Configuration()
+  configuration.workerThreads = workers
+  configuration.threadNamePrefix = "wasmtest"
+  let manager = try ThreadPoolTaskManager(configuration: configuration)
+  let result: Result<T, any Error>
+  do {
+    result = .success(try await body(manager))
+  } catch {
+    result = .failure(error)
+  }
+  try await within("the manager's shutdown") { await manager.shutdownGracefully() }
+  return try result.get()
 }
 
 /// The calling thread's name, from the kernel.
