@@ -11,6 +11,7 @@ build:
 run:
 	$(SWIFT) build --product vtasks $(JOBS)
 	$$($(SWIFT) build --show-bin-path)/vtasks probe
+	$$($(SWIFT) build --show-bin-path)/vtasks run
 
 test:
 	$(SWIFT) build --build-tests $(JOBS)
