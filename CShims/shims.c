@@ -200,6 +200,10 @@ static int vt_count_dir(const char *path, int minus) {
 int vt_thread_count(void) { return vt_count_dir("/proc/self/task", 0); }
 int vt_fd_count(void) { return vt_count_dir("/proc/self/fd", 1); }
 
+int vt_pipe(int fds[2]) {
+  return pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
 int vt_fd_is_cloexec(int fd) {
   int r = fcntl(fd, F_GETFD);
   if (r < 0) return -errno;

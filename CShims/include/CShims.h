@@ -86,6 +86,8 @@ int vt_thread_join(pthread_t thread);
 int vt_thread_count(void);
 // Number of open fds (entries of /proc/self/fd, minus the one used to read it), or -errno.
 int vt_fd_count(void);
+// pipe2(fds, O_CLOEXEC | O_NONBLOCK): pipe2 is hidden behind _GNU_SOURCE in Glibc's module.
+int vt_pipe(int fds[2]);
 // fcntl(fd, F_GETFD) & FD_CLOEXEC: fcntl is variadic. 1, 0 or -errno.
 int vt_fd_is_cloexec(int fd);
 

@@ -60,12 +60,13 @@ final class ConditionLockForTests: @unchecked Sendable {  // all state under `mu
 }
 
 /// Polls `condition` every millisecond for up to `seconds` (for effects with no event to await,
-/// like an OS thread disappearing from /proc). Returns whether it became true.
-func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+/// like an OS thread disappearing from /proc). Returns whether it became true. Suspends between
+/// polls, so it never holds one of Swift's cooperative threads.
+func eventually(seconds: Double = 10, _ condition: () -> Bool) async -> Bool {
   let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
   while ContinuousClock.now < deadline {
     if condition() { return true }
-    usleep(1000)
+    try? await Task.sleep(for: .milliseconds(1))
   }
   return condition()
 }
@@ -86,6 +87,8 @@ func warmGlobalPool() async {
   await withTaskGroup(of: Void.self) { g in
     for _ in 0..<8 { g.addTask { usleep(2000) } }
   }
+  // Task.sleep starts Dispatch's timer machinery (a thread of its own) the first time.
+  try? await Task.sleep(for: .milliseconds(1))
 }
 
 func makeManager(
@@ -97,4 +100,21 @@ func makeManager(
   c.blockingKeepAlive = keepAlive
   c.threadNamePrefix = prefix
   return try ThreadPoolTaskManager(configuration: c)
+}
+
+/// A shareable atomic counter (closures capture the reference).
+final class Counter: Sendable {
+  private let value = Atomic<Int>(0)
+  init() {}
+  func add(_ n: Int = 1) { value.wrappingAdd(n, ordering: .relaxed) }
+  var count: Int { value.load(ordering: .relaxed) }
+}
+
+/// Threads of this process whose name starts with `prefix` (from /proc/self/task/*/comm).
+func threadsNamed(_ prefix: String) -> Int {
+  let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+  return tasks.filter { tid in
+    let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
+    return comm.hasPrefix(prefix)
+  }.count
 }

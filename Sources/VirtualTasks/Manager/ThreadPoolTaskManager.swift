@@ -52,6 +52,9 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   public func sleepNow(_ duration: Duration) async {
     let nanoseconds = duration.saturatingNanoseconds
     if nanoseconds <= 0 {
+      // Exactly one yield. On our worker, the yield's continuation job goes behind the queue
+      // (not into the LIFO slot), so every job queued before it runs first.
+      core.workers.deferCurrentWorkerNextEnqueue()
       await Task.yield()
       return
     }

@@ -97,7 +97,11 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   func sleep(nanoseconds: Int64) async {
     let now = Syscall.continuousNow()
     let (sum, overflow) = now.addingReportingOverflow(nanoseconds)
-    let deadline = overflow ? Int64.max : sum
+    await sleep(untilNanoseconds: overflow ? Int64.max : sum)
+  }
+
+  /// Suspends the caller until CLOCK_BOOTTIME reaches `deadline` (ns), cancellation or close.
+  func sleep(untilNanoseconds deadline: Int64) async {
     let token: TimerToken? = state.withLock { s in
       if s.closed { return nil }
       let token = s.timers.insert(deadline: deadline)

@@ -26,6 +26,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes an
     /// Locking rule: the owner pushes/pops under this lock; thieves lock it to steal.
     let local = Mutex(LocalQueue())
     let parker: UnsafeMutablePointer<vt_parker>
+    /// Set by `deferCurrentWorkerNextEnqueue()`: the next job this worker enqueues goes to the
+    /// back of its ring. Only read and written by the worker thread itself.
+    var deferNextEnqueue = false
+    /// Jobs taken from the LIFO slot in a row (worker thread only). Capped so that two jobs
+    /// that keep waking each other cannot starve the rest of the queue.
+    var lifoStreak = 0
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
     var thread: OSThread?  // written before the thread starts, read by join only
@@ -75,12 +81,29 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes an
     }
   }
 
+  /// Jobs run from the LIFO slot in a row before it yields to the ring (tokio uses 3).
+  static let maxLifoStreak = 3
+
   // MARK: enqueue (any thread)
+
+  /// Called on a worker of this pool: the next job it enqueues goes to the back of its queue.
+  /// `sleepNow(0)` uses it so that its yield lets every queued job run first.
+  func deferCurrentWorkerNextEnqueue() {
+    if let index = currentWorkerIndex() { workers[index].deferNextEnqueue = true }
+  }
 
   func enqueue(_ job: UnownedJob) {
     if let index = currentWorkerIndex() {
       let worker = workers[index]
+      // A yield (`sleepNow(0)`) goes behind the others, not into the LIFO slot, or it would
+      // run again at once.
+      let isYield = worker.deferNextEnqueue
+      worker.deferNextEnqueue = false
       let overflow: [UnownedJob]? = worker.local.withLock { local in
+        if isYield {
+          if local.pushBack(job) { return nil }
+          return [job]
+        }
         guard let previous = local.lifo else {
           local.lifo = job
           return nil
@@ -162,6 +185,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes an
           let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
           if before == 1 && queued.load(ordering: .sequentiallyConsistent) > 0 { notifyIfNeeded() }
         }
+        worker.deferNextEnqueue = false
         job.runSynchronously(on: executor)
         ran &+= 1
         if ran & 63 == 0 { worker.jobsRun.store(ran, ordering: .relaxed) }
@@ -214,15 +238,24 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes an
   }
 
   private func nextJob(_ worker: Worker, _ buffer: inout [UnownedJob]) -> UnownedJob? {
-    if let job = worker.local.withLock({ local -> UnownedJob? in
+    let lifoAllowed = worker.lifoStreak < Self.maxLifoStreak
+    let local: (job: UnownedJob, fromLifo: Bool)? = worker.local.withLock { local in
       if let j = local.lifo {
+        if lifoAllowed || local.count == 0 {
+          local.lifo = nil
+          return (j, true)
+        }
+        // Streak exhausted: the LIFO job waits its turn at the back.
         local.lifo = nil
-        return j
+        if !local.pushBack(j) { return (j, true) }  // ring full: run it rather than drop it
       }
-      return local.popFront()
-    }) {
-      return job
+      return local.popFront().map { ($0, false) }
     }
+    if let local {
+      worker.lifoStreak = local.fromLifo ? worker.lifoStreak + 1 : 0
+      return local.job
+    }
+    worker.lifoStreak = 0
     // A batch from the injection queue: a fair share, at most 32, the rest into the local ring.
     buffer.removeAll(keepingCapacity: true)
     injection.withLock { state in

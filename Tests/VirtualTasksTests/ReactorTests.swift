@@ -1,0 +1,289 @@
+import CShims
+import Foundation
+import Synchronization
+import Testing
+
+@testable import VirtualTasks
+
+@Suite("Reactor: sleepNow, timers, fd readiness")
+struct ReactorTests {
+  @Test func sleep_firesOnAPlainThread_viaSpawnAndBlockOn_neverEarly() async throws {
+    let mgr = try makeManager(prefix: "plain")
+    let elapsed: Duration = await withCheckedContinuation { c in
+      Thread.detachNewThread {
+        let start = ContinuousClock.now
+        _ = try? mgr.spawnAndBlockOn { await mgr.sleepNow(.milliseconds(30)) }
+        c.resume(returning: ContinuousClock.now - start)
+      }
+    }
+    #expect(elapsed >= .milliseconds(30))
+    #expect(elapsed < .seconds(2))
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func sleep_firesFromATaskOnSwiftsDefaultExecutor() async throws {
+    let mgr = try makeManager(prefix: "deflt")
+    let elapsed = await Task.detached {
+      let start = ContinuousClock.now
+      await mgr.sleepNow(.milliseconds(25))
+      return ContinuousClock.now - start
+    }.value
+    #expect(elapsed >= .milliseconds(25))
+    #expect(elapsed < .seconds(2))
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func tenThousandSleeps_cancelled_freeTheirTimersAtOnce_andRunNothingOnThePools() async throws {
+    let mgr = try makeManager(prefix: "cancel")
+    let registered = Countdown(10_000)
+    let group = Task.detached {
+      await withTaskGroup(of: Void.self) { g in
+        for _ in 0..<10_000 {
+          g.addTask {
+            registered.tick()
+            await mgr.sleepNow(.seconds(3600))
+          }
+        }
+      }
+    }
+    await registered.wait()
+    #expect(await eventually { mgr.metrics().pendingTimers == 10_000 })
+    let start = ContinuousClock.now
+    group.cancel()
+    await group.value
+    #expect(ContinuousClock.now - start < .seconds(5))
+    let m = mgr.metrics()
+    #expect(m.pendingTimers == 0, "timers are freed at cancellation, not at their deadlines")
+    #expect(m.completedSharedJobs == 0, "no job ran on the workers")
+    #expect(m.completedBlockingJobs == 0 && m.blockingThreads == 0, "no thread hop")
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func zeroAndNegativeDurations_yieldOnce_andReturn() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "zero")
+    for d in [Duration.zero, .seconds(-1), .nanoseconds(-1), .seconds(Int64.min)] {
+      let order = Mutex<[String]>([])
+      let done = Countdown(2)
+      try mgr.taskShared {
+        order.withLock { $0.append("A1") }
+        try? mgr.taskShared {
+          order.withLock { $0.append("B") }
+          done.tick()
+        }
+        await mgr.sleepNow(d)  // yields: B (queued on this single worker) runs first
+        order.withLock { $0.append("A2") }
+        done.tick()
+      }
+      await done.wait()
+      #expect(order.withLock { $0 } == ["A1", "B", "A2"], "duration \(d)")
+    }
+    #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func hugeDuration_thenCancel_doesNotTrap() async throws {
+    let mgr = try makeManager(prefix: "huge")
+    for d in [Duration.seconds(Int64.max), .seconds(Int64.max / 2), Duration(secondsComponent: Int64.max, attosecondsComponent: 999_999_999_999_999_999)] {
+      let t = Task.detached { await mgr.sleepNow(d) }
+      #expect(await eventually { mgr.metrics().pendingTimers == 1 })
+      t.cancel()
+      await t.value
+      #expect(mgr.metrics().pendingTimers == 0)
+    }
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func tenThousandConcurrentSleeps_noneEarly() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "mass")
+    let early = Atomic<Int>(0)
+    let done = Countdown(10_000)
+    for i in 0..<10_000 {
+      try mgr.taskShared {
+        let d = Duration.microseconds((i * 7919) % 20_001)  // 0..20 ms
+        let start = ContinuousClock.now
+        await mgr.sleepNow(d)
+        if ContinuousClock.now - start < d { early.wrappingAdd(1, ordering: .relaxed) }
+        done.tick()
+      }
+    }
+    await done.wait()
+    #expect(early.load(ordering: .relaxed) == 0)
+    #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func equalDeadlines_resumeInSubmissionOrder() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "fifo")
+    let n = 1000
+    let deadline = Syscall.continuousNow() + 500_000_000  // 500 ms from now, the same for all
+    let order = Mutex<[Int]>([])
+    let registered = Countdown(n)
+    let done = Countdown(n)
+    for i in 0..<n {
+      try mgr.taskShared {
+        registered.tick()
+        await mgr.core.reactor.sleep(untilNanoseconds: deadline)
+        order.withLock { $0.append(i) }
+        done.tick()
+      }
+    }
+    await registered.wait()
+    // The premise: every sleep was registered before the deadline (else they fire in batches).
+    try #require(Syscall.continuousNow() < deadline - 1_000_000, "machine too loaded to register 1000 sleeps in 500 ms")
+    await done.wait()
+    #expect(order.withLock { $0 } == Array(0..<n))
+    #expect(Syscall.continuousNow() >= deadline)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func cancellationRacingExpiry_everySleepResumesExactlyOnce() async throws {
+    let mgr = try makeManager(prefix: "race")
+    let resumed = Counter()
+    let perStream = 2_500
+    await withTaskGroup(of: Void.self) { g in
+      for stream in 0..<4 {
+        g.addTask {
+          for i in 0..<perStream {
+            let d = Duration.microseconds(20 + (i + stream) % 60)
+            let t = Task.detached {
+              await mgr.sleepNow(d)  // debug builds use checked continuations: a double resume traps
+              resumed.add()
+            }
+            let spinUntil = ContinuousClock.now + .microseconds((i * 13) % 80)
+            while ContinuousClock.now < spinUntil {}
+            t.cancel()
+            await t.value
+          }
+        }
+      }
+    }
+    #expect(resumed.count == 4 * perStream)
+    #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func sleepPendingAtShutdown_returns_andSleepAfterShutdownReturnsAtOnce() async throws {
+    let mgr = try makeManager(prefix: "sdown")
+    let started = Countdown(1)
+    let finished = Countdown(1)
+    try mgr.taskShared {
+      started.tick()
+      await mgr.sleepNow(.seconds(3600))
+      finished.tick()
+    }
+    await started.wait()
+    #expect(await eventually { mgr.metrics().pendingTimers == 1 })
+    let t0 = ContinuousClock.now
+    await mgr.shutdownGracefully()
+    await finished.wait()
+    #expect(ContinuousClock.now - t0 < .seconds(5))
+    let t1 = ContinuousClock.now
+    await mgr.sleepNow(.seconds(3600))
+    #expect(ContinuousClock.now - t1 < .seconds(1))
+  }
+
+  // MARK: readiness
+
+  private func makePipe() -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [0, 0]
+    let r = vt_pipe(&fds)
+    precondition(r == 0)
+    return (fds[0], fds[1])
+  }
+
+  @Test func readable_afterAWriteFromAnotherThread() async throws {
+    let mgr = try makeManager(prefix: "ready")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    let waiting = Countdown(1)
+    let got = Task.detached { () -> Int in
+      waiting.tick()
+      try await mgr.readable(r)
+      var byte: UInt8 = 0
+      return read(r, &byte, 1)
+    }
+    await waiting.wait()
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    Thread.detachNewThread {
+      var b: UInt8 = 7
+      _ = write(w, &b, 1)
+    }
+    #expect(try await got.value == 1)
+    #expect(mgr.metrics().registeredFDs == 0)
+    try await mgr.writable(w)  // an empty pipe is writable at once
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func sameFdWaitedTwice_bothWake() async throws {
+    let mgr = try makeManager(prefix: "twice")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    let a = Task.detached { try await mgr.readable(r) }
+    let b = Task.detached { try await mgr.readable(r) }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 && mgr.core.reactor.state.withLock { $0.fds[r]?.waiters.count } == 2 })
+    var byte: UInt8 = 1
+    _ = write(w, &byte, 1)
+    try await a.value
+    try await b.value
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func readinessWait_cancelled_throwsCancellation_andDeregisters() async throws {
+    let mgr = try makeManager(prefix: "rcancel")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    let t = Task.detached { try await mgr.readable(r) }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    t.cancel()
+    await #expect(throws: CancellationError.self) { try await t.value }
+    #expect(mgr.metrics().registeredFDs == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func readinessWait_onAClosedFd_throwsEBADF() async throws {
+    let mgr = try makeManager(prefix: "ebadf")
+    let (r, w) = makePipe()
+    close(r)
+    close(w)
+    await #expect(throws: WasiThreadError.systemCallFailed(name: "epoll_ctl", errno: EBADF)) {
+      try await mgr.readable(r)
+    }
+    await #expect(throws: WasiThreadError.systemCallFailed(name: "epoll_ctl", errno: EBADF)) {
+      try await mgr.readable(-1)
+    }
+    #expect(mgr.metrics().registeredFDs == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func hangUp_countsAsReadiness() async throws {
+    let mgr = try makeManager(prefix: "hup")
+    let (r, w) = makePipe()
+    defer { close(r) }
+    let t = Task.detached { try await mgr.readable(r) }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    close(w)  // the reader sees EPOLLHUP: ready, and read() then returns 0 (end of file)
+    try await t.value
+    var byte: UInt8 = 0
+    #expect(read(r, &byte, 1) == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func readinessWait_pendingAtShutdown_throwsShutDown_andAfterShutdownToo() async throws {
+    let mgr = try makeManager(prefix: "rsd")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    let t = Task.detached { try await mgr.readable(r) }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    await mgr.shutdownGracefully()
+    await #expect(throws: WasiThreadError.shutDown) { try await t.value }
+    await #expect(throws: WasiThreadError.shutDown) { try await mgr.readable(r) }
+  }
+
+  @Test func reactorFds_areCloexec() throws {
+    let mgr = try makeManager(prefix: "cloexec")
+    let reactor = mgr.core.reactor
+    for fd in [reactor.epollFD, reactor.eventFD, reactor.timerFD] {
+      #expect(vt_fd_is_cloexec(fd) == 1)
+    }
+  }
+}
