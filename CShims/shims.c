@@ -8,7 +8,11 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -272,4 +276,93 @@ void vt_cpu_relax(void) {
 #elif defined(__aarch64__)
   __asm__ __volatile__("yield");
 #endif
+}
+
+static uint64_t vt_fork_gen = 0;
+static pthread_once_t vt_fork_once = PTHREAD_ONCE_INIT;
+static void vt_atfork_child(void) { __atomic_add_fetch(&vt_fork_gen, 1, __ATOMIC_SEQ_CST); }
+static void vt_fork_register(void) { pthread_atfork(NULL, NULL, vt_atfork_child); }
+
+uint64_t vt_fork_generation(void) {
+  pthread_once(&vt_fork_once, vt_fork_register);
+  return __atomic_load_n(&vt_fork_gen, __ATOMIC_ACQUIRE);
+}
+
+int vt_testing_fork(void) {
+  pid_t pid = fork();
+  return pid < 0 ? -errno : pid;
+}
+
+int vt_testing_wait(int pid) {
+  int status = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, 0);
+    if (r >= 0) break;
+    if (errno != EINTR) return -errno;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -EINVAL;
+}
+
+void vt_testing_exit(int code) { _exit(code); }
+
+int vt_testing_exec_sees_fds(const int *fds, int count) {
+  char list[4096];
+  size_t used = 0;
+  list[0] = 0;
+  for (int i = 0; i < count && used < sizeof list - 16; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%d ", fds[i]);
+  pid_t pid = fork();
+  if (pid < 0) return -errno;
+  if (pid == 0) {
+    char *argv[] = {"sh", "-c",
+                    "for fd in $VT_FDS; do if [ -e /proc/$$/fd/$fd ]; then exit 1; fi; done; exit 0",
+                    NULL};
+    char env[4200];
+    snprintf(env, sizeof env, "VT_FDS=%s", list);
+    char *envp[] = {env, "PATH=/usr/bin:/bin", NULL};
+    execve("/bin/sh", argv, envp);
+    _exit(127);
+  }
+  return vt_testing_wait(pid);
+}
+
+int vt_testing_set_nofile_limit(uint64_t soft) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+  rl.rlim_cur = soft;
+  return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+uint64_t vt_testing_nofile_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 0;
+  return rl.rlim_cur;
+}
+
+static void vt_noop_handler(int sig) { (void)sig; }
+
+int vt_testing_install_noop_handler(int sig) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = vt_noop_handler;
+  sa.sa_flags = 0;  // no SA_RESTART: interrupted calls return EINTR
+  sigemptyset(&sa.sa_mask);
+  return sigaction(sig, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int vt_testing_signal_all_threads(int sig) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -errno;
+  int n = 0;
+  pid_t pid = getpid();
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    int tid = atoi(e->d_name);
+    if (syscall(SYS_tgkill, pid, tid, sig) == 0) n++;
+  }
+  closedir(d);
+  return n;
 }

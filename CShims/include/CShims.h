@@ -110,6 +110,29 @@ void vt_unpark(vt_parker *p);
 // A pause instruction for short spins (an intrinsic).
 void vt_cpu_relax(void);
 
+// ---- fork detection ----------------------------------------------------------------------
+// A counter bumped in every forked child (pthread_atfork is registered on first use). A manager
+// records it at init; a different value later means "this is a forked child": its threads are
+// gone, so it refuses work instead of touching state copied mid-flight.
+uint64_t vt_fork_generation(void);
+
+// ---- test helpers (tests only) -------------------------------------------------------------
+// fork(2): unavailable to Swift code. Returns the pid, 0 in the child, or -errno.
+int vt_testing_fork(void);
+// waitpid(2) for `pid`; returns its exit status (0..255), 128+signal, or -errno.
+int vt_testing_wait(int pid);
+// _exit(2) without running atexit handlers (for forked children).
+void vt_testing_exit(int code);
+// fork + exec /bin/sh checking that none of `fds` is open after exec: 0 none open, 1 some open.
+int vt_testing_exec_sees_fds(const int *fds, int count);
+// setrlimit(RLIMIT_NOFILE) soft limit (the resource enum does not import cleanly).
+int vt_testing_set_nofile_limit(uint64_t soft);
+uint64_t vt_testing_nofile_limit(void);
+// Installs a no-op handler for `sig` WITHOUT SA_RESTART (so blocking calls see EINTR).
+int vt_testing_install_noop_handler(int sig);
+// tgkill(sig) to every thread of this process; returns how many were signalled.
+int vt_testing_signal_all_threads(int sig);
+
 // ---- fault injection (tests only, inert unless armed) -------------------------------------
 // Make the k-th following vt_thread_create (1-based) fail with `err`; k = 0 disarms.
 void vt_testing_fail_thread_create_at(int k, int err);

@@ -44,7 +44,7 @@ struct ExecutorTests {
 
   @Test func taskGroupAndAsyncLetChildren_stayOnWorkers() async throws {
     let mgr = try makeManager(workers: 2, prefix: "kids")
-    let names = Mutex<[String]>([])
+    let names = Locked<[String]>([])
     let done = Countdown(1)
     try mgr.taskShared {
       await withTaskGroup(of: String.self) { group in
@@ -72,7 +72,7 @@ struct ExecutorTests {
   @Test func blockingPool_300WaitersOnOneBarrier_complete_thenShrinkAfterKeepAlive() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 400, keepAlive: .milliseconds(200), prefix: "barrier")
     let arrived = ConditionLock()
-    let count = Mutex(0)
+    let count = Locked(0)
     let finished = Countdown(300)
     for _ in 0..<300 {
       try mgr.taskDedicated {
@@ -93,7 +93,7 @@ struct ExecutorTests {
 
   @Test func blockingPool_atTheCap_queuedWorkRunsInFIFOOrder() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "fifo")
-    let order = Mutex<[Int]>([])
+    let order = Locked<[Int]>([])
     let gate = Gate()
     let started = Countdown(1)
     try mgr.taskDedicated { started.tick(); gate.wait() }
@@ -242,7 +242,7 @@ struct ExecutorTests {
 
   @Test func spawnAndBlockOn_onAWorker_throwsInsteadOfDeadlocking() async throws {
     let mgr = try makeManager(workers: 1, prefix: "sbo2")
-    let outcome = Mutex<Result<Int, WasiThreadError>?>(nil)
+    let outcome = Locked<Result<Int, WasiThreadError>?>(nil)
     let done = Countdown(1)
     try mgr.taskShared {
       let r = Result { () throws(WasiThreadError) -> Int in try mgr.spawnAndBlockOn { 7 } }

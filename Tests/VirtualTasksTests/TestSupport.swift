@@ -14,8 +14,8 @@ final class Payload: Sendable {
 
 /// A ledger of task indices: each must be marked exactly once.
 final class Ledger: Sendable {
-  private let marks: Mutex<[UInt8]>
-  init(count: Int) { marks = Mutex([UInt8](repeating: 0, count: count)) }
+  private let marks: Locked<[UInt8]>
+  init(count: Int) { marks = Locked([UInt8](repeating: 0, count: count)) }
   func mark(_ i: Int) { marks.withLock { $0[i] &+= 1 } }
   var allExactlyOnce: Bool { marks.withLock { $0.allSatisfy { $0 == 1 } } }
   var total: Int { marks.withLock { $0.reduce(0) { $0 + Int($1) } } }
@@ -23,8 +23,8 @@ final class Ledger: Sendable {
 
 /// A countdown that a test awaits (no sleeping and hoping).
 final class Countdown: Sendable {
-  private let state: Mutex<(left: Int, waiters: [CheckedContinuation<Void, Never>])>
-  init(_ n: Int) { state = Mutex((n, [])) }
+  private let state: Locked<(left: Int, waiters: [CheckedContinuation<Void, Never>])>
+  init(_ n: Int) { state = Locked((n, [])) }
   func tick() {
     let ready: [CheckedContinuation<Void, Never>] = state.withLock { s in
       s.left -= 1
@@ -78,6 +78,9 @@ func fdCount() -> Int { Int(vt_fd_count()) }
 func require(_ condition: Bool, _ message: @autoclosure () -> String) {
   if !condition {
     FileHandle.standardError.write(Data(("FAILED: " + message() + "\n").utf8))
+    if let path = getenv("VT_FAILURE_LOG") {
+      try? Data(("FAILED: " + message() + "\n").utf8).write(to: URL(fileURLWithPath: String(cString: path)))
+    }
     exit(1)
   }
 }
@@ -93,7 +96,7 @@ func warmGlobalPool() async {
 
 func makeManager(
   workers: Int? = 2, maxBlocking: Int? = nil, keepAlive: Duration = .seconds(10), prefix: String = "vt"
-) throws -> ThreadPoolTaskManager {
+) throws(WasiThreadError) -> ThreadPoolTaskManager {
   var c = ThreadPoolTaskManager.Configuration()
   c.workerThreads = workers
   c.maxBlockingThreads = maxBlocking

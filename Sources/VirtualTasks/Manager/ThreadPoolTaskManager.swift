@@ -18,6 +18,9 @@
 ///    Calls from outside wait for the teardown; the first of them joins the teardown thread, so
 ///    when it returns no thread of the manager is left.
 /// `deinit` of a manager never shut down starts the same teardown without waiting.
+///
+/// In a child made by `fork()` without `exec`, the manager copied from the parent has no threads:
+/// every submit throws `.shutDown`, sleeps return at once, and shutdown does nothing there.
 import CShims
 import Synchronization
 
@@ -38,6 +41,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   }
 
   deinit {
+    if core.isForkedChild { return }  // the threads live in the parent, not here
     core.startShutdown(waitable: false)
   }
 
@@ -51,6 +55,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
 
   public func sleepNow(_ duration: Duration) async {
     let nanoseconds = duration.saturatingNanoseconds
+    if core.isForkedChild { return }  // no reactor thread in a forked child
     if nanoseconds <= 0 {
       // Exactly one yield. On our worker, the yield's continuation job goes behind the queue
       // (not into the LIFO slot), so every job queued before it runs first.
@@ -73,6 +78,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   }
 
   public func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
+    if core.isForkedChild { throw .shutDown }
     try core.blocking.submit(task)
   }
 
@@ -87,6 +93,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   /// its threads, or a `taskShared` task) it cannot wait for itself: it stops admission, starts
   /// the teardown and returns at once.
   public func shutdownGracefully() async {
+    if core.isForkedChild { return }  // nothing of the manager runs in a forked child
     let inside = core.isCallerInside()
     await core.shutdown(inside: inside)
   }
@@ -100,11 +107,13 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   /// Throws `CancellationError` when the task is cancelled, `.shutDown` at shutdown, and
   /// `.systemCallFailed(name: "epoll_ctl", ...)` for an fd that cannot be watched.
   public func readable(_ fd: Int32) async throws {
+    if core.isForkedChild { throw WasiThreadError.shutDown }
     try await core.reactor.wait(fd: fd, events: UInt32(VT_EPOLLIN | VT_EPOLLRDHUP))
   }
 
   /// Waits until `fd` is writable (or in error). Same outcomes as ``readable(_:)``.
   public func writable(_ fd: Int32) async throws {
+    if core.isForkedChild { throw WasiThreadError.shutDown }
     try await core.reactor.wait(fd: fd, events: UInt32(VT_EPOLLOUT))
   }
 
@@ -150,6 +159,12 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
 
   @TaskLocal static var insideManager: ObjectIdentifier?
 
+  /// The fork generation at creation; a different current value means this is a forked child,
+  /// where none of the manager's threads exist: it then refuses work (`.shutDown`), sleeps return
+  /// at once, and shutdown and deinit do nothing (the parent's manager is unaffected).
+  private let forkGeneration = vt_fork_generation()
+  var isForkedChild: Bool { vt_fork_generation() != forkGeneration }
+
   init(configuration: ThreadPoolTaskManager.Configuration) throws(WasiThreadError) {
     let parallelism = Parallelism.available()
     self.parallelism = parallelism
@@ -173,6 +188,7 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   // MARK: admission
 
   func admitShared() throws(WasiThreadError) {
+    if isForkedChild { throw .shutDown }
     var current = sharedState.load(ordering: .relaxed)
     while true {
       if current & 1 != 0 { throw .shutDown }

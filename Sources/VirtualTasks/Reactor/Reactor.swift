@@ -20,7 +20,7 @@
 import CShims
 import Synchronization
 
-final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a Mutex) and atomics
+final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a pthread-mutex Locked) and atomics
   static let eventTag: UInt64 = 0
   static let timerTag: UInt64 = 1
 
@@ -56,7 +56,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   }
 
   /// Locking rule: every access to timers, fds and the timerfd arming goes through this lock.
-  let state = Mutex(State())
+  let state = Locked(State())
 
   /// Creates the three fds and starts the reactor thread; on failure closes what it opened.
   init(threadName: String) throws(WasiThreadError) {

@@ -1,6 +1,6 @@
 /// Queues of `UnownedJob` used by the worker pool: a bounded ring (a worker's local queue) and a
 /// growable FIFO (the shared injection queue). Neither is synchronised: the owner wraps each in a
-/// `Mutex`, and the locking rule is written where they are stored (`WorkerPool`).
+/// `Locked` (a pthread mutex), and the locking rule is written where they are stored (`WorkerPool`).
 
 /// A bounded FIFO ring with a LIFO slot for the most recently pushed job.
 struct LocalQueue {

@@ -20,11 +20,11 @@
 import CShims
 import Synchronization
 
-final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes and Atomics below
-  final class Worker: @unchecked Sendable {  // `local` is a Mutex; `parker` is only touched via vt_park/vt_unpark (atomic)
+final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pthread mutex) values and Atomics below
+  final class Worker: @unchecked Sendable {  // `local` is a Locked (pthread mutex); `parker` is only touched via vt_park/vt_unpark (atomic)
     let index: Int
     /// Locking rule: the owner pushes/pops under this lock; thieves lock it to steal.
-    let local = Mutex(LocalQueue())
+    let local = Locked(LocalQueue())
     let parker: UnsafeMutablePointer<vt_parker>
     /// Set by `deferCurrentWorkerNextEnqueue()`: the next job this worker enqueues goes to the
     /// back of its ring. Only read and written by the worker thread itself.
@@ -47,13 +47,13 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Mutexes an
   let workers: [Worker]
   /// Locking rule: any thread pushes, workers pop; `terminated` is set under this lock once every
   /// worker has exited, after which jobs are forwarded to Swift's global executor.
-  private let injection = Mutex<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
+  private let injection = Locked<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
   /// Jobs in any queue (seq_cst: part of the idle protocol above).
   private let queued = Atomic<Int>(0)
   private let searching = Atomic<Int>(0)
   private let sleeperCount = Atomic<Int>(0)
   /// Indices of parked workers. Locking rule: push/pop under this lock, with `sleeperCount`.
-  private let sleepers = Mutex<[Int]>([])
+  private let sleepers = Locked<[Int]>([])
   private let stopping = Atomic<Bool>(false)
   private let namePrefix: String
   /// Where jobs run: the manager, as a task executor. Set once before any worker starts.

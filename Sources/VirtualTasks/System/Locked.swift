@@ -1,0 +1,33 @@
+/// A value guarded by a pthread mutex: `withLock` is the only access.
+///
+/// Used instead of `Synchronization.Mutex`, whose Linux implementation calls futex(2) directly,
+/// invisible to ThreadSanitizer (every access it guards is then reported as a race). A pthread
+/// mutex costs the same uncontended (about 20 ns) and TSan understands it. Any thread may call it.
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+final class Locked<Value>: @unchecked Sendable {  // `value` is only touched with `mutex` held
+  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+  private var value: Value
+
+  init(_ value: Value) {
+    self.value = value
+    mutex = .allocate(capacity: 1)
+    pthread_mutex_init(mutex, nil)
+  }
+
+  deinit {
+    pthread_mutex_destroy(mutex)
+    mutex.deallocate()
+  }
+
+  @inline(__always)
+  func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    pthread_mutex_lock(mutex)
+    defer { pthread_mutex_unlock(mutex) }
+    return try body(&value)
+  }
+}
