@@ -13,10 +13,18 @@ let package = Package(
     .library(name: "VirtualTasks", targets: ["VirtualTasks"]),
     .library(name: "VirtualTasksWasm", targets: ["VirtualTasksWasm"]),
     .executable(name: "vtasks", targets: ["vtasks"]),
+    // Ecosystem adapters, each its own product so the core stays light.
+    .library(name: "VirtualTasksMetrics", targets: ["VirtualTasksMetrics"]),
+    .library(name: "VirtualTasksServiceLifecycle", targets: ["VirtualTasksServiceLifecycle"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    // `make docs` (swift package generate-documentation).
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // Thin C wrappers over the kernel calls Swift cannot make cleanly.
@@ -27,7 +35,7 @@ let package = Package(
     ),
     .target(
       name: "VirtualTasks",
-      dependencies: ["CShims"],
+      dependencies: ["CShims", .product(name: "Logging", package: "swift-log")],
       swiftSettings: strict
     ),
     .target(
@@ -48,6 +56,32 @@ let package = Package(
         "VirtualTasks",
         "VirtualTasksWasm",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strict
+    ),
+    // Samples `metrics()` into swift-metrics gauges and counters.
+    .target(
+      name: "VirtualTasksMetrics",
+      dependencies: ["VirtualTasks", .product(name: "CoreMetrics", package: "swift-metrics")],
+      swiftSettings: strict
+    ),
+    // `ThreadPoolTaskManager` as a swift-service-lifecycle `Service`.
+    .target(
+      name: "VirtualTasksServiceLifecycle",
+      dependencies: [
+        "VirtualTasks", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "VirtualTasksEcosystemTests",
+      dependencies: [
+        "VirtualTasks", "VirtualTasksMetrics", "VirtualTasksServiceLifecycle",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "InMemoryLogging", package: "swift-log"),
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strict
     ),

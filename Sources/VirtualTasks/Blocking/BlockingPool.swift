@@ -11,6 +11,7 @@
 /// Threads: `submit` from any thread; `shutdownAndJoin` from one owner thread that is not a
 /// thread of this pool.
 import CShims
+import Logging
 
 final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded by `lock`
   typealias Work = @Sendable () -> Void
@@ -35,11 +36,34 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
   private let maxThreads: Int
   private let keepAliveNanos: Int64
   private let namePrefix: String
+  /// Rare events only (a refused thread, a rejected submit), written after `lock` is released.
+  private let logger: Logger
 
-  init(maxThreads: Int, keepAlive: Duration, namePrefix: String) {
+  init(
+    maxThreads: Int, keepAlive: Duration, namePrefix: String,
+    logger: Logger = .virtualTasksDefault
+  ) {
     self.maxThreads = max(1, maxThreads)
     self.keepAliveNanos = keepAlive.saturatingNanoseconds
     self.namePrefix = namePrefix
+    self.logger = logger
+  }
+
+  /// A log line decided under `lock` and written once it is released.
+  private enum LogEvent {
+    case rejected
+    case spawnFailed(thread: String, errno: Int32, threads: Int, queued: Int, thrown: Bool)
+  }
+
+  private func write(_ event: LogEvent) {
+    switch event {
+    case .rejected:
+      logger.submitRejected(pool: "blocking", reason: .shutDown)
+    case .spawnFailed(let thread, let errno, let threads, let queued, let thrown):
+      logger.threadSpawnFailed(
+        pool: "blocking", thread: thread, errno: errno, threads: threads, queued: queued,
+        outcome: thrown ? "thrown" : "queued")
+    }
   }
 
   struct Snapshot {
@@ -58,9 +82,14 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
   func submit(_ work: @escaping Work) throws(WasiThreadError) {
     var toJoin: [OSThread] = []
     defer { for t in toJoin { t.join() } }
+    var event: LogEvent?
+    defer { if let event { write(event) } }  // runs after the unlock below
     lock.lock()
     defer { lock.unlock() }
-    if closed { throw .shutDown }
+    if closed {
+      event = .rejected
+      throw .shutDown
+    }
     queue.append(work)
     if idle > notified {
       notified += 1
@@ -81,7 +110,11 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
       threads -= 1
       busy -= 1
       spawnFailures += 1
-      if threads == 0 {
+      let thrown = threads == 0
+      event = .spawnFailed(
+        thread: "\(namePrefix)-b\(number)", errno: error.code, threads: threads,
+        queued: queue.count - queueHead - (thrown ? 1 : 0), thrown: thrown)
+      if thrown {
         // Nobody can run it: take it back (it is the last one queued) and say why.
         queue.removeLast()
         compactIfDrained()

@@ -1,4 +1,5 @@
 /// The settings of a ``ThreadPoolTaskManager`` and the snapshot its `metrics()` returns.
+import Logging
 
 extension ThreadPoolTaskManager {
   public struct Configuration: Sendable {
@@ -10,12 +11,18 @@ extension ThreadPoolTaskManager {
     public var blockingKeepAlive: Duration
     /// Thread names are "<prefix>-w3", "<prefix>-b17", "<prefix>-reactor" (Linux keeps 15 bytes).
     public var threadNamePrefix: String
+    /// Where the manager logs its rare events: refused threads, shutdown start and end, submits
+    /// rejected after shutdown (see `Logging.swift` for levels and metadata). Default: label
+    /// `virtual-tasks`, discarding everything; pass `Logger(label: "virtual-tasks")` to use the
+    /// process's logging backend.
+    public var logger: Logger
 
     public init() {
       workerThreads = nil
       maxBlockingThreads = nil
       blockingKeepAlive = .seconds(10)
       threadNamePrefix = "vtasks"
+      logger = .virtualTasksDefault
     }
   }
 

@@ -22,6 +22,7 @@
 /// In a child made by `fork()` without `exec`, the manager copied from the parent has no threads:
 /// every submit throws `.shutDown`, sleeps return at once, and shutdown does nothing there.
 import CShims
+import Logging
 import Synchronization
 
 public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _BlockingBridge {
@@ -31,11 +32,17 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   /// Throws `.systemCallFailed` when an fd cannot be had and `.spawnFailed` when a thread is
   /// refused, having stopped and closed everything it started.
   public init(configuration: Configuration = .init()) throws(WasiThreadError) {
-    core = try ManagerCore(configuration: configuration)
+    do {
+      core = try ManagerCore(configuration: configuration)
+    } catch {
+      configuration.logger.managerStartFailed(pool: "reactor", error: error)
+      throw error
+    }
     do {
       try core.workers.start(executor: self.asUnownedTaskExecutor())
     } catch {
       core.abortStartup()
+      core.logger.managerStartFailed(pool: "workers", error: error)
       throw error
     }
   }
@@ -144,6 +151,8 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   let reactor: Reactor
   let parallelism: Int
   let namePrefix: String
+  /// `Configuration.logger` with `manager` metadata; rare events only (`Logging.swift`).
+  let logger: Logger
 
   /// Bit 0: admission closed. Bits 1...: accepted shared tasks not yet finished.
   private let sharedState = Atomic<Int>(0)
@@ -169,12 +178,16 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     let parallelism = Parallelism.available()
     self.parallelism = parallelism
     namePrefix = configuration.threadNamePrefix
+    var logger = configuration.logger
+    logger[metadataKey: "manager"] = "\(namePrefix)"
+    self.logger = logger
     let workerCount = max(1, configuration.workerThreads ?? parallelism)
     let maxBlocking = max(1, configuration.maxBlockingThreads ?? max(200, 100 * parallelism))
     reactor = try Reactor(threadName: "\(namePrefix)-reactor")
     workers = WorkerPool(count: workerCount, namePrefix: namePrefix)
     blocking = BlockingPool(
-      maxThreads: maxBlocking, keepAlive: configuration.blockingKeepAlive, namePrefix: namePrefix)
+      maxThreads: maxBlocking, keepAlive: configuration.blockingKeepAlive, namePrefix: namePrefix,
+      logger: logger)
   }
 
   /// Init failed after the reactor started: undo it; the facade's deinit then does nothing.
@@ -191,7 +204,10 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     if isForkedChild { throw .shutDown }
     var current = sharedState.load(ordering: .relaxed)
     while true {
-      if current & 1 != 0 { throw .shutDown }
+      if current & 1 != 0 {
+        logger.submitRejected(pool: "workers", reason: .shutDown)
+        throw .shutDown
+      }
       let (exchanged, original) = sharedState.weakCompareExchange(
         expected: current, desired: current + 2,
         successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed)
@@ -261,20 +277,28 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     switch result {
     case .success(let thread):
       if joinable { teardownThread = thread } else { thread.detach() }
-    case .failure:
+    case .failure(let error):
       // No thread for the teardown: run it on Swift's global executor (it blocks one of its
       // threads while tasks drain) rather than never finishing.
-      Task.detached { [self] in self.teardown() }
+      let errno = error.code
+      Task.detached { [self] in
+        self.logger.threadSpawnFailed(
+          pool: "teardown", thread: "\(self.namePrefix)-stop", errno: errno, outcome: "global-executor")
+        self.teardown()
+      }
     }
   }
 
   private func teardown() {
+    let started = ContinuousClock.now
+    logger.shutdownStarted(metrics())
     reactor.close()
     lifecycleLock.withLock {
       while sharedState.load(ordering: .sequentiallyConsistent) != 1 { lifecycleLock.wait() }
     }
     blocking.shutdownAndJoin()
     workers.stopAndJoin()
+    logger.shutdownFinished(metrics(), after: ContinuousClock.now - started)
     let toResume: [CheckedContinuation<Void, Never>] = lifecycleLock.withLock {
       lifecycle = .stopped
       defer { waiters.removeAll() }
