@@ -22,8 +22,18 @@ extension VirtualWasmTaskManager {
   /// Runs `task` on a `taskDedicated` thread as described at the top of this file; the building
   /// block of every `taskWasm` implementation in this package.
   public func taskWasmOnBlockingPool(_ task: TaskWasm) throws(WasiThreadError) {
+    try taskWasmOnBlockingPool(task) { (body) throws(WasiThreadError) in try taskDedicated(body) }
+  }
+
+  /// The same, with `submit` choosing how the destination closure reaches a blocking thread
+  /// (``ThreadPoolTaskManager`` passes `taskDedicatedNow`: a guest thread starts at once or the
+  /// spawn fails, it never waits in a queue behind threads that may wait for it).
+  public func taskWasmOnBlockingPool(
+    _ task: TaskWasm,
+    submit: (@escaping @Sendable () -> Void) throws(WasiThreadError) -> Void
+  ) throws(WasiThreadError) {
     let setup = OneShot<Result<Void, WasiThreadError>>()
-    try taskDedicated(destinationBody(task, setup: setup))
+    try submit(destinationBody(task, setup: setup))
     try setup.wait().get()
   }
 

@@ -398,3 +398,32 @@ struct FaultInjectionTests {
     }
   }
 }
+
+@Suite("Blocking pool: start-now submits")
+struct StartNowTests {
+  @Test func taskDedicatedNow_atTheCap_throwsResourceExhausted_insteadOfQueueing() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 2, prefix: "now")
+    let gate = Gate()
+    let started = Countdown(2)
+    try mgr.taskDedicatedNow { started.tick(); gate.wait() }
+    try mgr.taskDedicatedNow { started.tick(); gate.wait() }
+    await started.wait()
+    let released = Payload.live.load(ordering: .relaxed)
+    do {
+      let p = Payload()
+      #expect(throws: WasiThreadError.resourceExhausted) { try mgr.taskDedicatedNow { _ = p } }
+    }
+    #expect(Payload.live.load(ordering: .relaxed) == released)
+    #expect(mgr.metrics().queuedBlockingJobs == 0)
+    try mgr.taskDedicated {}  // the queueing variant still accepts
+    #expect(mgr.metrics().queuedBlockingJobs == 1)
+    gate.open()
+    // Once a thread is idle again, a start-now submit reuses it.
+    #expect(await eventually { mgr.metrics().blockingThreadsIdle >= 1 })
+    let ran = try await withCheckedThrowingContinuation { (c: CheckedContinuation<Bool, any Error>) in
+      do { try mgr.taskDedicatedNow { c.resume(returning: true) } } catch { c.resume(throwing: error) }
+    }
+    #expect(ran)
+    await mgr.shutdownGracefully()
+  }
+}

@@ -79,7 +79,11 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
   }
 
   /// Accepts `work` or throws (`.shutDown`, `.spawnFailed`) having released it unrun.
-  func submit(_ work: @escaping Work) throws(WasiThreadError) {
+  /// With `startNow`, the work must start at once on an idle or a new thread: at the cap it throws
+  /// `.resourceExhausted` instead of waiting in the queue, and a refused thread throws
+  /// `.spawnFailed` even when other threads live (guest threads use it: a spawn that waited for a
+  /// thread could deadlock threads that wait for each other).
+  func submit(_ work: @escaping Work, startNow: Bool = false) throws(WasiThreadError) {
     var toJoin: [OSThread] = []
     defer { for t in toJoin { t.join() } }
     var event: LogEvent?
@@ -90,6 +94,7 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
       event = .rejected
       throw .shutDown
     }
+    if startNow && idle <= notified && threads >= maxThreads { throw .resourceExhausted }
     queue.append(work)
     if idle > notified {
       notified += 1
@@ -110,7 +115,7 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
       threads -= 1
       busy -= 1
       spawnFailures += 1
-      let thrown = threads == 0
+      let thrown = threads == 0 || startNow
       event = .spawnFailed(
         thread: "\(namePrefix)-b\(number)", errno: error.code, threads: threads,
         queued: queue.count - queueHead - (thrown ? 1 : 0), thrown: thrown)

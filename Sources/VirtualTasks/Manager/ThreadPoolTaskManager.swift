@@ -89,6 +89,14 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
     try core.blocking.submit(task)
   }
 
+  /// Like `taskDedicated`, but the closure must start at once on an idle or a new blocking
+  /// thread, never wait in the queue: at `maxBlockingThreads` it throws `.resourceExhausted`, and
+  /// a refused thread throws `.spawnFailed`. For work that others may wait on (guest threads).
+  public func taskDedicatedNow(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
+    if core.isForkedChild { throw .shutDown }
+    try core.blocking.submit(task, startNow: true)
+  }
+
   public func threadParallelism() throws(WasiThreadError) -> Int {
     core.parallelism
   }

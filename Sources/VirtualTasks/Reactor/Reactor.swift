@@ -159,23 +159,28 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
           handleReadiness(fd: Int32(truncatingIfNeeded: event.data &- 2), events: event.events, into: &readyWaiters)
         }
       }
-      if timerFired {
-        state.withLock { s in
-          s.timers.popExpired(now: Syscall.continuousNow(), into: &expired)
-          s.firedTimers &+= expired.count
-          if let next = s.timers.earliestDeadline {
-            arm(&s, next)
-          } else {
-            s.armed = 0
-          }
-        }
-        for c in expired { c?.resume() }
-        expired.removeAll(keepingCapacity: true)
-      }
+      if timerFired { fireExpired(now: Syscall.continuousNow(), buffer: &expired) }
       for (c, r) in readyWaiters { c.resume(with: r) }
       readyWaiters.removeAll(keepingCapacity: true)
       if stopRequested.load(ordering: .acquiring) { break }
     }
+  }
+
+  /// Pops every timer due at `now` under the lock, re-arms for the next one, then resumes the
+  /// batch in (deadline, submission) order. Called by the reactor thread (and by tests, to fire
+  /// a far deadline without waiting for it).
+  func fireExpired(now: Int64, buffer expired: inout [SleepContinuation?]) {
+    state.withLock { s in
+      s.timers.popExpired(now: now, into: &expired)
+      s.firedTimers &+= expired.count
+      if let next = s.timers.earliestDeadline {
+        arm(&s, next)
+      } else {
+        s.armed = 0
+      }
+    }
+    for c in expired { c?.resume() }
+    expired.removeAll(keepingCapacity: true)
   }
 
   // MARK: shutdown
