@@ -26,7 +26,14 @@ struct RunCommand: AsyncParsableCommand {
     discussion: """
       FILE is a .wasm binary or a .wat text module exporting _start and importing one shared \
       memory. Without FILE, an embedded example sums numbers on guest threads. Exit status: 0 \
-      when _start returns, n on proc_exit(n) from any thread, 134 when a guest thread traps.
+      when _start returns, n on proc_exit(n) from any thread, 134 when a guest thread traps, \
+      1 (with one line on stderr) when FILE cannot be read or is not a valid module.
+
+      Examples:
+        vtasks run                         # the embedded example and a summary
+        vtasks run program.wasm -v -n 3    # arguments after FILE go to the program
+        vtasks run --max-threads 8 a.wat   # at most 8 live guest threads
+        vtasks run --json a.wasm | tail -1 # the outcome as JSON, after its output
       """
   )
 
@@ -34,6 +41,10 @@ struct RunCommand: AsyncParsableCommand {
     name: .customLong("max-threads"),
     help: "Live guest threads at most, the main thread included; spawns past it fail at once.")
   var maxThreads = 64
+
+  @Flag(
+    help: "After the program's own output, print the outcome as one JSON object (on stdout).")
+  var json = false
 
   @Argument(help: "The program (.wasm or .wat); the embedded example when absent.")
   var file: String?
@@ -73,16 +84,29 @@ struct RunCommand: AsyncParsableCommand {
       fail("\(file ?? "example"): \(readable(error))")
     }
 
+    let name = file ?? "example"
+    let progress = ProgressLine { [program, manager] elapsed in
+      "vtasks: running \(name) for \(Terminal.seconds(elapsed)); guest threads spawned: "
+        + "\(program.threads.spawnedThreadCount), blocking threads busy: "
+        + "\(manager.metrics().blockingThreadsBusy)"
+    }
     let outcome: WasiThreadsProgram.Outcome
     do {
       outcome = try await program.run()
     } catch {
+      progress.stop()
       fail("\(file ?? "example"): \(readable(error))")
+    }
+    progress.stop()
+    if json {
+      printJSON(
+        outcome: outcome, elapsed: ContinuousClock.now - started, spawned: program.threads.spawnedThreadCount,
+        metrics: manager.metrics())
     }
 
     switch outcome {
     case .exited(let code):
-      if file == nil {
+      if file == nil && !json {
         let elapsed = ContinuousClock.now - started
         let metrics = manager.metrics()
         let milliseconds =
@@ -99,8 +123,61 @@ struct RunCommand: AsyncParsableCommand {
     }
   }
 
+  /// The outcome as one JSON object on standard output.
+  private func printJSON(
+    outcome: WasiThreadsProgram.Outcome, elapsed: Duration, spawned: Int,
+    metrics: ThreadPoolTaskManager.Metrics
+  ) {
+    struct Summary: Encodable {
+      var file: String?
+      var outcome: String
+      var exitCode: Int32
+      var trappedThread: Int32?
+      var trapMessage: String?
+      var elapsedMilliseconds: Double
+      var guestThreadsSpawned: Int
+      var maxThreads: Int
+      var workerThreads: Int
+      var blockingThreads: Int
+      var completedBlockingJobs: Int
+    }
+    var summary = Summary(
+      file: file, outcome: "exited", exitCode: 0, elapsedMilliseconds: 0,
+      guestThreadsSpawned: spawned, maxThreads: maxThreads, workerThreads: metrics.workerThreads,
+      blockingThreads: metrics.blockingThreads, completedBlockingJobs: metrics.completedBlockingJobs)
+    let (seconds, attoseconds) = elapsed.components
+    summary.elapsedMilliseconds = ((Double(seconds) * 1e3 + Double(attoseconds) / 1e15) * 10).rounded() / 10
+    switch outcome {
+    case .exited(let code):
+      summary.exitCode = Int32(truncatingIfNeeded: code)
+    case .trapped(let thread, let message):
+      summary.outcome = "trapped"
+      summary.exitCode = 134
+      summary.trappedThread = thread
+      summary.trapMessage = message
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    if let data = try? encoder.encode(summary) {
+      print(String(decoding: data, as: UTF8.self))
+    }
+  }
+
+  /// A file that cannot be read, said plainly.
+  struct FileProblem: LocalizedError {
+    var errorDescription: String?
+  }
+
   private func loadModule() throws -> Module {
     guard let file else { return try WasmThreads.parseModule(wat: ExampleProgram.wat) }
+    var isDirectory: ObjCBool = false
+    if !FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) {
+      throw FileProblem(errorDescription: "no such file")
+    }
+    if isDirectory.boolValue { throw FileProblem(errorDescription: "is a directory, not a module") }
+    if !FileManager.default.isReadableFile(atPath: file) {
+      throw FileProblem(errorDescription: "not readable (permission denied)")
+    }
     if file.hasSuffix(".wat") {
       return try WasmThreads.parseModule(wat: try String(contentsOfFile: file, encoding: .utf8))
     }
