@@ -87,7 +87,7 @@ struct ExecutorTests {
     await finished.wait()
     #expect(mgr.metrics().blockingThreads <= 300)
     // Idle threads retire after the keep-alive (an OS effect with no event: poll for it).
-    #expect(await eventually(seconds: 10) { mgr.metrics().blockingThreads == 0 })
+    #expect(await eventually { mgr.metrics().blockingThreads == 0 })
     await mgr.shutdownGracefully()
   }
 
@@ -135,14 +135,14 @@ struct ExecutorTests {
     #expect(ranShared.load(ordering: .relaxed) == 10_000)
     #expect(ranBlocking.load(ordering: .relaxed) == 1_000)
 
-    let before = Payload.live.load(ordering: .relaxed)
+    let live = Counter()
     let ran = Atomic<Bool>(false)
     do {
-      let p = Payload()
+      let p = Payload(live)
       #expect(throws: WasiThreadError.shutDown) { try mgr.taskShared { _ = p; ran.store(true, ordering: .relaxed) } }
       #expect(throws: WasiThreadError.shutDown) { try mgr.taskDedicated { _ = p; ran.store(true, ordering: .relaxed) } }
     }
-    #expect(Payload.live.load(ordering: .relaxed) == before, "rejected closures are released")
+    #expect(live.count == 0, "rejected closures are released")
     let didRun = ran.load(ordering: .relaxed)
     #expect(!didRun)
   }
@@ -152,6 +152,7 @@ struct ExecutorTests {
       await warmGlobalPool()
       let threads = threadCount()
       let fds = fdCount()
+      let before = Set(fdTargets())
       do {
         let mgr = try makeManager(workers: 2, maxBlocking: 8, prefix: "base")
         for _ in 0..<1000 { try mgr.taskShared { await mgr.sleepNow(.milliseconds(1)) } }
@@ -163,7 +164,7 @@ struct ExecutorTests {
       }
       require(threadsNamed("base-") == 0, "manager threads left: \(threadsNamed("base-"))")
       require(threadCount() <= threads, "threads \(threadCount()) > baseline \(threads)")
-      require(fdCount() == fds, "fds \(fdCount()) != baseline \(fds)")
+      require(fdCount() == fds, "fds \(fdCount()) != baseline \(fds): \(Set(fdTargets()).subtracting(before))")
     }
   }
 
@@ -172,6 +173,7 @@ struct ExecutorTests {
       await warmGlobalPool()
       let threads = threadCount()
       let fds = fdCount()
+      let before = Set(fdTargets())
       do {
         let mgr = try makeManager(workers: 2, prefix: "dropped")
         let done = Countdown(1)
@@ -184,8 +186,8 @@ struct ExecutorTests {
       // Every thread of the manager is gone (the process's total can move with Swift's own
       // pool) and every fd it opened is closed.
       _ = threads
-      require(await eventually { threadsNamed("dropped-") == 0 && fdCount() == fds },
-              "manager threads \(threadsNamed("dropped-")), fds \(fdCount()) vs \(fds)")
+      let ok = eventuallyInChild { threadsNamed("dropped-") == 0 && fdCount() == fds }
+      require(ok, "manager threads \(threadsNamed("dropped-")), fds \(fdCount()) vs \(fds): \(Set(fdTargets()).subtracting(before))")
     }
   }
 
@@ -361,15 +363,16 @@ struct FaultInjectionTests {
       do {
         let mgr = try makeManager(workers: 1, prefix: "refuse")
         vt_testing_fail_all_thread_creates(EAGAIN)
-        let p = Payload()
-        let before = Payload.live.load(ordering: .relaxed)
+        let live = Counter()
+        var p: Payload? = Payload(live)
         do {
-          try mgr.taskDedicated { _ = p }
+          try mgr.taskDedicated { [p] in _ = p }
           require(false, "accepted without a thread")
         } catch let e as WasiThreadError {
           require(e == .spawnFailed(errno: EAGAIN), "got \(e)")
         } catch { require(false, "untyped") }
-        _ = before
+        p = nil
+        require(live.count == 0, "the refused closure was released")
         require(mgr.metrics().spawnFailures == 1, "spawnFailures \(mgr.metrics().spawnFailures)")
         require(mgr.metrics().queuedBlockingJobs == 0, "nothing left queued")
         vt_testing_fail_all_thread_creates(0)
@@ -408,12 +411,12 @@ struct StartNowTests {
     try mgr.taskDedicatedNow { started.tick(); gate.wait() }
     try mgr.taskDedicatedNow { started.tick(); gate.wait() }
     await started.wait()
-    let released = Payload.live.load(ordering: .relaxed)
+    let live = Counter()
     do {
-      let p = Payload()
+      let p = Payload(live)
       #expect(throws: WasiThreadError.resourceExhausted) { try mgr.taskDedicatedNow { _ = p } }
     }
-    #expect(Payload.live.load(ordering: .relaxed) == released)
+    #expect(live.count == 0, "the refused closure was released")
     #expect(mgr.metrics().queuedBlockingJobs == 0)
     try mgr.taskDedicated {}  // the queueing variant still accepts
     #expect(mgr.metrics().queuedBlockingJobs == 1)

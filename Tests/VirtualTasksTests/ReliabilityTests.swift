@@ -9,7 +9,7 @@ import Testing
 @Suite("Reliability: nothing lost under shutdown, faults and bad input")
 struct ReliabilityTests {
   @Test func shutdownRacingFourSubmittingThreads_everySubmitThrewOrRanExactlyOnce() async throws {
-    let liveBefore = Payload.live.load(ordering: .relaxed)
+    let live = Counter()
     var generator = SystemRandomNumberGenerator()
     var totals = (accepted: 0, rejected: 0, ran: 0)
     for moment in 0..<50 {
@@ -22,7 +22,7 @@ struct ReliabilityTests {
       for t in 0..<4 {
         Thread.detachNewThread {
           for i in 0..<perThread {
-            let payload = Payload()
+            let payload = Payload(live)
             do throws(WasiThreadError) {
               if (i + t) % 2 == 0 {
                 try mgr.taskShared { _ = payload; ran.add() }
@@ -49,7 +49,7 @@ struct ReliabilityTests {
     }
     #expect(totals.accepted + totals.rejected == 100_000)
     #expect(totals.ran == totals.accepted)
-    #expect(await eventually { Payload.live.load(ordering: .relaxed) == liveBefore }, "every closure released")
+    #expect(await eventually { live.count == 0 }, "every closure released")
   }
 
   @Test func exhaustedFdTable_initThrowsSystemCallFailed_andLeavesNoFdOpen() async {

@@ -5,11 +5,15 @@ import Testing
 
 @testable import VirtualTasks
 
-/// Counts live payloads: every instance increments on init and decrements on deinit.
+/// A live payload: counts itself in its test's own counter from init to deinit (a per-test
+/// counter, so tests running in parallel cannot disturb each other's ledger).
 final class Payload: Sendable {
-  static let live = Atomic<Int>(0)
-  init() { Payload.live.wrappingAdd(1, ordering: .relaxed) }
-  deinit { Payload.live.wrappingSubtract(1, ordering: .relaxed) }
+  let live: Counter
+  init(_ live: Counter) {
+    self.live = live
+    live.add(1)
+  }
+  deinit { live.add(-1) }
 }
 
 /// A ledger of task indices: each must be marked exactly once.
@@ -62,7 +66,7 @@ final class ConditionLockForTests: @unchecked Sendable {  // all state under `mu
 /// Polls `condition` every millisecond for up to `seconds` (for effects with no event to await,
 /// like an OS thread disappearing from /proc). Returns whether it became true. Suspends between
 /// polls, so it never holds one of Swift's cooperative threads.
-func eventually(seconds: Double = 10, _ condition: () -> Bool) async -> Bool {
+func eventually(seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
   let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
   while ContinuousClock.now < deadline {
     if condition() { return true }
@@ -90,8 +94,6 @@ func warmGlobalPool() async {
   await withTaskGroup(of: Void.self) { g in
     for _ in 0..<8 { g.addTask { usleep(2000) } }
   }
-  // Task.sleep starts Dispatch's timer machinery (a thread of its own) the first time.
-  try? await Task.sleep(for: .milliseconds(1))
 }
 
 func makeManager(
@@ -120,4 +122,24 @@ func threadsNamed(_ prefix: String) -> Int {
     let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
     return comm.hasPrefix(prefix)
   }.count
+}
+
+/// What each open fd is (readlink of /proc/self/fd/N), for failure messages.
+func fdTargets() -> [String] {
+  let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+  return names.compactMap { n in
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(n)")).map { "\(n)->\($0)" }
+  }.sorted()
+}
+
+/// `eventually` for exit-test children: polls with usleep. A child runs one test alone, so
+/// blocking its thread starves nobody, and it creates none of Dispatch's lazily made timer fds
+/// and threads (`Task.sleep` would), which would move the fd and thread baselines.
+func eventuallyInChild(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
+  let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+  while ContinuousClock.now < deadline {
+    if condition() { return true }
+    usleep(1000)
+  }
+  return condition()
 }
