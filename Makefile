@@ -26,3 +26,14 @@ test-tsan:
 
 clean:
 	rm -rf .build .build-tsan
+
+# Documentation (DocC): the catalogs Sources/VirtualTasks/VirtualTasks.docc and
+# Sources/VirtualTasksWasm/VirtualTasksWasm.docc, and the API pages of the two adapters. Any
+# warning (an unresolved link, a bad curation) fails. Archives land in
+# $(DOCS_SCRATCH)/plugins/Swift-DocC/outputs/*.doccarchive.
+DOCS_SCRATCH ?= .build
+.PHONY: docs
+docs:
+	$(SWIFT) package --scratch-path $(DOCS_SCRATCH) generate-documentation --warnings-as-errors \
+	  --target VirtualTasks --target VirtualTasksWasm \
+	  --target VirtualTasksMetrics --target VirtualTasksServiceLifecycle

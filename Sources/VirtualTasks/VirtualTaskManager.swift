@@ -19,9 +19,8 @@ extension VirtualTaskManager {
   /// Runs `operation` on the shared pool and blocks the calling thread until it returns.
   ///
   /// Called from a thread of a ``ThreadPoolTaskManager`` worker pool this would block a worker the
-  /// operation may need, so it is detected: the operation then runs on a fresh blocking-pool
-  /// thread of the same manager when there is one (see ``ThreadPoolTaskManager``), never by
-  /// parking the worker on itself.
+  /// operation may need, so it is detected and throws ``WasiThreadError/unsupported`` at once,
+  /// never parking the worker on itself: `await` the operation there instead.
   public func spawnAndBlockOn<T: Sendable>(
     _ operation: @escaping @Sendable () async -> T
   ) throws(WasiThreadError) -> T {

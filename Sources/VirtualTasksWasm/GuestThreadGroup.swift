@@ -104,7 +104,7 @@ public final class GuestThreadGroup: @unchecked Sendable {  // `table` is guarde
   }
 
   /// Starts a guest thread at `wasi_thread_start(id, startArgument)`; returns its id once its
-  /// setup is done. Throws ``WasiThreadError/resourceExhausted`` at the live limit or out of
+  /// setup is done. Throws `WasiThreadError.resourceExhausted` at the live limit or out of
   /// ids, and whatever `taskWasm` throws (a missing `wasi_thread_start` is `.exportError`).
   @discardableResult
   public func spawnThread(startArgument: Int32) throws(WasiThreadError) -> Int32 {

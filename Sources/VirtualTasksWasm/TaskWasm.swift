@@ -15,7 +15,7 @@ public struct WasmExitCode: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// An exported function a task needs. Its absence (or a different signature) is a setup failure,
-/// reported to the caller of `taskWasm` as ``WasiThreadError/exportError(_:)``.
+/// reported to the caller of `taskWasm` as `WasiThreadError.exportError`.
 public struct WasmEntryPoint: Sendable, Hashable {
   public var name: String
   public var type: FunctionType

@@ -26,7 +26,7 @@ extension VirtualWasmTaskManager {
   }
 
   /// The same, with `submit` choosing how the destination closure reaches a blocking thread
-  /// (``ThreadPoolTaskManager`` passes `taskDedicatedNow`: a guest thread starts at once or the
+  /// (`ThreadPoolTaskManager` passes `taskDedicatedNow`: a guest thread starts at once or the
   /// spawn fails, it never waits in a queue behind threads that may wait for it).
   public func taskWasmOnBlockingPool(
     _ task: TaskWasm,

@@ -7,7 +7,7 @@
 import VirtualTasks
 import WasmKit
 
-/// A ``VirtualTaskManager`` that can also run WebAssembly: guest threads, resumed guests, and
+/// A `VirtualTaskManager` that can also run WebAssembly: guest threads, resumed guests, and
 /// work that needs a `Module` handed to it explicitly.
 public protocol VirtualWasmTaskManager: VirtualTaskManager {
   /// Runs a blocking WebAssembly task on a thread that may block (the blocking pool).
@@ -30,7 +30,7 @@ public protocol VirtualWasmTaskManager: VirtualTaskManager {
 }
 
 extension VirtualWasmTaskManager {
-  /// The default: see ``SpawnMemoryType``. Failures are ``WasiThreadError/memoryCreateFailed(_:)``.
+  /// The default: see ``SpawnMemoryType``. Failures are `WasiThreadError.memoryCreateFailed`.
   public func buildMemory(store: Store, spawnType: SpawnMemoryType) throws(WasiThreadError) -> Memory? {
     try spawnType.makeMemory(in: store)
   }

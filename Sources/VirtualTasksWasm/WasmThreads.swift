@@ -22,7 +22,7 @@ public enum WasmThreads {
     Engine(configuration: engineConfiguration())
   }
 
-  /// Parses a binary module with `features`. An invalid binary is ``WasiThreadError/initFailed(_:)``.
+  /// Parses a binary module with `features`. An invalid binary is `WasiThreadError.initFailed`.
   public static func parseModule(wasm bytes: [UInt8]) throws(WasiThreadError) -> Module {
     do {
       return try parseWasm(bytes: bytes, features: features)
@@ -31,7 +31,7 @@ public enum WasmThreads {
     }
   }
 
-  /// Assembles and parses a text module with `features`. Errors are ``WasiThreadError/initFailed(_:)``.
+  /// Assembles and parses a text module with `features`. Errors are `WasiThreadError.initFailed`.
   public static func parseModule(wat text: String) throws(WasiThreadError) -> Module {
     let bytes: [UInt8]
     do {
