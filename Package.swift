@@ -13,6 +13,7 @@ let package = Package(
     .library(name: "VirtualTasks", targets: ["VirtualTasks"]),
     .library(name: "VirtualTasksWasm", targets: ["VirtualTasksWasm"]),
     .executable(name: "vtasks", targets: ["vtasks"]),
+    .executable(name: "vtasks-soak", targets: ["vtasks-soak"]),
     // Ecosystem adapters, each its own product so the core stays light.
     .library(name: "VirtualTasksMetrics", targets: ["VirtualTasksMetrics"]),
     .library(name: "VirtualTasksServiceLifecycle", targets: ["VirtualTasksServiceLifecycle"]),
@@ -83,6 +84,12 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
       ],
+      swiftSettings: strict
+    ),
+    // The reliability soak (issue 6): only the executor, no WasmKit, so valgrind can run it.
+    .executableTarget(
+      name: "vtasks-soak",
+      dependencies: ["VirtualTasks", "CShims"],
       swiftSettings: strict
     ),
     .testTarget(
