@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 JOBS ?=
 
-.PHONY: build run test test-tsan probe clean
+.PHONY: build run test test-tsan probe clean bench bench-quick bench-check
 
 build:
 	$(SWIFT) build $(JOBS)
@@ -18,14 +18,39 @@ test:
 	$(SWIFT) test --skip-build
 
 # ThreadSanitizer: fail on the exit code and on any race report (a race may print a warning
-# while the test still shows as passed).
+# while the test still shows as passed). The library's and the adapters' suites; not the CLI
+# tests, which run the TSan-built `vtasks` binary whose WasmKit interpreter reports races of its
+# own (AtomicParkingLot), nor the wasm suite.
 test-tsan:
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan $(JOBS)
-	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --filter VirtualTasksTests 2>&1 | tee .build-tsan/tsan.log; \
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan \
+	  --filter "VirtualTasksTests|VirtualTasksEcosystemTests" --skip CLITests 2>&1 | tee .build-tsan/tsan.log; \
 	  rc=$${PIPESTATUS[0]}; if grep -q "WARNING: ThreadSanitizer" .build-tsan/tsan.log; then echo "ThreadSanitizer reported a race"; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf .build .build-tsan
+
+# Benchmarks: a separate package in Benchmarks/ (SwiftNIO and package-benchmark never reach the
+# library's users). `bench` / `bench-quick` print the W1..W8 table and write it to
+# Benchmarks/results/{latest,quick}.{md,json}; timings are never asserted. `bench-check` fails
+# (exit 2) when a malloc count of Benchmarks/Benchmarks/Allocations goes above its threshold in
+# Benchmarks/Thresholds/<swift version>/; counts below their threshold pass, with a hint.
+BENCH_SWIFT_VERSION ?= $(shell $(SWIFT) --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)
+BENCH_NOTE = library at $$(git describe --always --dirty 2>/dev/null || echo unknown)
+
+bench:
+	$(SWIFT) build -c release --package-path Benchmarks --product vtasks-bench $(JOBS)
+	$$($(SWIFT) build -c release --package-path Benchmarks --show-bin-path)/vtasks-bench --note "$(BENCH_NOTE)"
+
+bench-quick:
+	$(SWIFT) build -c release --package-path Benchmarks --product vtasks-bench $(JOBS)
+	$$($(SWIFT) build -c release --package-path Benchmarks --show-bin-path)/vtasks-bench --quick --note "$(BENCH_NOTE)"
+
+bench-check:
+	@test -d Benchmarks/Thresholds/$(BENCH_SWIFT_VERSION) || { echo "no allocation thresholds for Swift $(BENCH_SWIFT_VERSION) in Benchmarks/Thresholds/"; exit 1; }
+	cd Benchmarks && $(SWIFT) package benchmark thresholds check --path Thresholds/$(BENCH_SWIFT_VERSION) --no-progress; \
+	  rc=$$?; if [ $$rc -eq 4 ]; then echo "allocation counts went down: record them with"; \
+	    echo "  cd Benchmarks && swift package --allow-writing-to-package-directory benchmark thresholds update --path Thresholds/$(BENCH_SWIFT_VERSION)"; exit 0; fi; exit $$rc
 
 # Documentation (DocC): the catalogs Sources/VirtualTasks/VirtualTasks.docc and
 # Sources/VirtualTasksWasm/VirtualTasksWasm.docc, and the API pages of the two adapters. Any
