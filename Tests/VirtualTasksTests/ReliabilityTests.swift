@@ -240,3 +240,66 @@ func highestOpenFd() -> Int {
   let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
   return names.compactMap(Int.init).max() ?? 2
 }
+
+/// Regressions found by `vtasks-soak`.
+@Suite("Soak regressions")
+struct SoakRegressionTests {
+  @Test func parkAndWakeChurn_neverStrandsQueuedWork_norDriftsTheSearchingCount() async throws {
+    // Three plain threads submit small batches and wait for each, pausing so that workers park
+    // and are woken over and over. A worker counted twice as searching once drove the count
+    // below zero, after which no parked worker was ever woken again (work stayed queued).
+    let mgr = try makeManager(workers: 2, prefix: "churn")
+    let stalls = Counter()
+    let finished = Countdown(3)
+    for seed in 0..<3 {
+      Thread.detachNewThread {
+        var s = UInt32(seed * 7919 + 1)
+        let end = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < end {
+          s = s &* 1_103_515_245 &+ 12345
+          let n = 1 + Int(s >> 16) % 8
+          let done = Counter()
+          for _ in 0..<n { try? mgr.taskShared { done.add() } }
+          let deadline = ContinuousClock.now + .seconds(30)
+          while done.count < n {
+            if ContinuousClock.now > deadline { stalls.add(); break }
+            sched_yield()
+          }
+          usleep(useconds_t(s >> 20 & 0x3f))
+        }
+        finished.tick()
+      }
+    }
+    await finished.wait()
+    #expect(stalls.count == 0, "a batch stayed queued: \(mgr.metrics())")
+    #expect(await eventually { mgr.metrics().queuedSharedJobs == 0 })
+    #expect(mgr.core.workers.searchingCount >= 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func droppingTheManagerFromItsOwnDedicatedTask_stillTearsDownEverything() async throws {
+    // The closure held the manager's last reference; releasing it under the blocking pool's
+    // lock ran deinit -> close() on the same lock: a self-deadlock that leaked every thread.
+    do {
+      let mgr = try makeManager(workers: 2, prefix: "dropself")
+      let started = Countdown(1)
+      try mgr.taskDedicated { [mgr] in
+        started.tick()
+        usleep(50_000)
+        _ = mgr
+      }
+      await started.wait()
+    }
+    #expect(await eventually { threadsNamed("dropself-") == 0 }, "threads left: \(threadsNamed("dropself-"))")
+  }
+
+  @Test func spawnAwaitHoldingTheLastReference_stillTearsDownEverything() async throws {
+    let value: Int
+    do {
+      let mgr = try makeManager(workers: 1, prefix: "dropawait")
+      value = try await mgr.spawnAwait { [mgr] in _ = mgr; return 4 }
+    }
+    #expect(value == 4)
+    #expect(await eventually { threadsNamed("dropawait-") == 0 }, "threads left: \(threadsNamed("dropawait-"))")
+  }
+}

@@ -88,6 +88,10 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
     defer { for t in toJoin { t.join() } }
     var event: LogEvent?
     defer { if let event { write(event) } }  // runs after the unlock below
+    // A closure taken back is released only after the unlock: it may hold the manager's last
+    // reference, whose deinit takes this pool's lock (close()).
+    var takenBack: Work?
+    defer { withExtendedLifetime(takenBack) {} }
     lock.lock()
     defer { lock.unlock() }
     if closed {
@@ -121,7 +125,7 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
         queued: queue.count - queueHead - (thrown ? 1 : 0), thrown: thrown)
       if thrown {
         // Nobody can run it: take it back (it is the last one queued) and say why.
-        queue.removeLast()
+        takenBack = queue.removeLast()
         compactIfDrained()
         throw .spawnFailed(errno: error.code)
       }
@@ -145,12 +149,15 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
     lock.lock()
     while true {
       if queueHead < queue.count {
-        let work = queue[queueHead]!
+        var work = queue[queueHead]
         queue[queueHead] = nil
         queueHead += 1
         compactIfDrained()
         lock.unlock()
-        work()
+        work!()
+        // Release the closure before re-taking the lock: it may hold the manager's last
+        // reference, and that deinit takes this lock (close()); releasing under it deadlocked.
+        work = nil
         lock.lock()
         completed += 1
         continue

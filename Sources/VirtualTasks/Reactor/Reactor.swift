@@ -37,6 +37,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   }
 
   struct FdRecord {
+    /// Set when the fd is added to the epoll set; carried in the event data, so an event fetched
+    /// for an earlier registration of the same fd number is recognised and ignored.
+    var generation: UInt32 = 0
     var waiters: [FdWaiter] = []
     var interest: UInt32 {
       waiters.reduce(0) { $0 | $1.events }
@@ -52,6 +55,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     /// Readiness waits that finished before their continuation was attached.
     var early: [UInt64: Result<Void, any Error>] = [:]
     var nextWaiterID: UInt64 = 0
+    var nextGeneration: UInt32 = 0
     var firedTimers = 0
   }
 
@@ -156,7 +160,10 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
           _ = vt_timerfd_read(timerFD, &value)
           timerFired = true
         default:
-          handleReadiness(fd: Int32(truncatingIfNeeded: event.data &- 2), events: event.events, into: &readyWaiters)
+          handleReadiness(
+            fd: Int32(truncatingIfNeeded: event.data & 0xffff_ffff),
+            generation: UInt32(truncatingIfNeeded: event.data >> 32), events: event.events,
+            into: &readyWaiters)
         }
       }
       if timerFired { fireExpired(now: Syscall.continuousNow(), buffer: &expired) }

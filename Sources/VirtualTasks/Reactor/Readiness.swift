@@ -1,8 +1,9 @@
 /// Fd readiness for async tasks: `readable(fd)` / `writable(fd)`, one-shot and cancellable.
 ///
 /// Each fd with waiters is registered once in the reactor's epoll set with `EPOLLONESHOT` and the
-/// union of its waiters' interests; the epoll data is `fd + 2` (0 and 1 tag the eventfd and the
-/// timerfd). When the fd fires, the matching waiters are resumed and the fd is re-armed for the
+/// union of its waiters' interests; the epoll data is `generation << 32 | fd` with a generation
+/// >= 1 per registration (0 and 1 tag the eventfd and the timerfd), so an event fetched for an
+/// earlier registration of a reused fd number never wakes a newer wait. When the fd fires, the matching waiters are resumed and the fd is re-armed for the
 /// rest, or removed when none remain. Several tasks may wait on the same fd at once.
 ///
 /// Documented outcomes:
@@ -41,6 +42,11 @@ extension Reactor {
     }
   }
 
+  @inline(__always)
+  static func eventData(fd: Int32, generation: UInt32) -> UInt64 {
+    UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+  }
+
   private func register(fd: Int32, events: UInt32) throws(WasiThreadError) -> UInt64 {
     if fd < 0 { throw .systemCallFailed(name: "epoll_ctl", errno: EBADF) }
     let result: Result<UInt64, WasiThreadError> = state.withLock { s in
@@ -49,9 +55,14 @@ extension Reactor {
       let id = s.nextWaiterID
       var record = s.fds[fd] ?? FdRecord()
       let isNew = record.waiters.isEmpty
+      if isNew {
+        s.nextGeneration &+= 1
+        if s.nextGeneration == 0 { s.nextGeneration = 1 }
+        record.generation = s.nextGeneration
+      }
       record.waiters.append(FdWaiter(id: id, events: events, continuation: nil))
       let interest = record.interest | UInt32(VT_EPOLLONESHOT)
-      let data = UInt64(UInt32(bitPattern: fd)) &+ 2
+      let data = Self.eventData(fd: fd, generation: record.generation)
       var r: Int32
       if isNew {
         r = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_ADD), fd, interest, data)
@@ -75,12 +86,13 @@ extension Reactor {
 
   /// Called by the reactor thread for an event on `fd`: collects the waiters to resume.
   func handleReadiness(
-    fd: Int32, events: UInt32,
+    fd: Int32, generation: UInt32, events: UInt32,
     into ready: inout [(ReadinessContinuation, Result<Void, any Error>)]
   ) {
     let hangup = events & UInt32(VT_EPOLLERR | VT_EPOLLHUP) != 0
     state.withLock { s in
-      guard var record = s.fds[fd] else { return }
+      // A stale event (its registration was removed, the number reused) wakes nobody.
+      guard var record = s.fds[fd], record.generation == generation else { return }
       var remaining: [FdWaiter] = []
       for w in record.waiters {
         if hangup || (w.events & events) != 0 {
@@ -119,7 +131,7 @@ extension Reactor {
       s.fds[fd] = nil
       return
     }
-    let data = UInt64(UInt32(bitPattern: fd)) &+ 2
+    let data = Self.eventData(fd: fd, generation: record.generation)
     let r = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_MOD), fd, record.interest | UInt32(VT_EPOLLONESHOT), data)
     if r < 0 {
       // The fd was closed under us: end the remaining waits with the error.

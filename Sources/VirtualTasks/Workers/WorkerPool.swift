@@ -225,9 +225,13 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           }
           return false
         }
-        // Not found: a waker popped us and counted us as searching; its unpark permit is
-        // pending and makes the next park return at once.
-        if !removed { isSearching = true }
+        if !removed {
+          // A waker popped us and counted us as searching: consume its unpark (it may still be
+          // on its way) so that a later park cannot return for it and count us twice, which
+          // drove `searching` below zero and stopped every wake-up (found by the soak).
+          _ = vt_park(worker.parker, -1)
+          isSearching = true
+        }
         continue
       }
       _ = vt_park(worker.parker, -1)
@@ -329,6 +333,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   // MARK: metrics
 
   var queuedJobs: Int { max(0, queued.load(ordering: .relaxed)) }
+  /// Workers counted as searching (tests check it never drifts below zero).
+  var searchingCount: Int { searching.load(ordering: .relaxed) }
   var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }
 }
 
