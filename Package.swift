@@ -77,7 +77,7 @@ let package = Package(
     .testTarget(
       name: "VirtualTasksEcosystemTests",
       dependencies: [
-        "VirtualTasks", "VirtualTasksMetrics", "VirtualTasksServiceLifecycle",
+        "VirtualTasks", "VirtualTasksMetrics", "VirtualTasksServiceLifecycle", "CShims",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "InMemoryLogging", package: "swift-log"),
         .product(name: "MetricsTestKit", package: "swift-metrics"),
