@@ -28,9 +28,10 @@ extension Reactor {
       try await withReadinessContinuation { continuation in
         let early: Result<Void, any Error>? = state.withLock { s in
           if let r = s.early.removeValue(forKey: id) { return r }
-          if var record = s.fds[fd], let i = record.waiters.firstIndex(where: { $0.id == id }) {
-            record.waiters[i].continuation = continuation
-            s.fds[fd] = record
+          if let i = s.fds[fd]?.waiters.firstIndex(where: { $0.id == id }) {
+            // In place (the dictionary's modify accessor): copying the record out and back would
+            // copy its waiters array, an allocation per wait.
+            s.fds[fd]!.waiters[i].continuation = continuation
             return nil
           }
           return .failure(WasiThreadError.shutDown)
