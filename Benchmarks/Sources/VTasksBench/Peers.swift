@@ -1,0 +1,78 @@
+/// The columns of the table: this library, the peers a Swift user would pick instead, and the two
+/// floors. `PeerSet` owns the long-lived executors (one manager, one NIO group, one NIO thread
+/// pool), all sized to `Parallelism.available()`, and shuts them down at the end.
+import NIOCore
+import NIOPosix
+import VirtualTasks
+
+enum Peer: String, CaseIterable, Sendable {
+  case vtasks
+  case nio
+  case dispatch
+  case swift
+  /// Floor: an absolute timerfd loop in C (W6).
+  case cTimerfd = "c-timerfd"
+  /// Floor: Swift task creation with an executor that runs each job on the enqueuing thread (W2, W3).
+  case inline
+
+  var title: String {
+    switch self {
+    case .vtasks: "vtasks"
+    case .nio: "SwiftNIO"
+    case .dispatch: "Dispatch"
+    case .swift: "Swift default"
+    case .cTimerfd: "floor: C timerfd"
+    case .inline: "floor: inline executor"
+    }
+  }
+
+  /// Floors are limits, not choices: never the "best peer" of a row.
+  var isFloor: Bool { self == .cTimerfd || self == .inline }
+
+  /// Which API of the peer the workloads use.
+  var apiNote: String {
+    switch self {
+    case .vtasks:
+      "ThreadPoolTaskManager: taskDedicated, taskShared, TaskGroup children via executor preference, sleepNow"
+    case .nio: "MultiThreadedEventLoopGroup execute/scheduleTask, NIOThreadPool.submit"
+    case .dispatch: "DispatchQueue.global().async / asyncAfter"
+    case .swift: "Task.detached, TaskGroup, Task.sleep (Swift's global concurrent executor)"
+    case .cTimerfd: "timerfd_settime(TFD_TIMER_ABSTIME) + read, 1 ns timer slack"
+    case .inline: "Task(executorPreference:) on an executor running each job synchronously"
+    }
+  }
+}
+
+/// A `TaskExecutor` that runs each job synchronously on the thread that enqueues it: what task
+/// creation costs in the Swift runtime alone, with no queue and no thread hop.
+final class InlineExecutor: TaskExecutor {
+  func enqueue(_ job: consuming ExecutorJob) {
+    job.runSynchronously(on: asUnownedTaskExecutor())
+  }
+}
+
+final class PeerSet: Sendable {
+  let threads: Int
+  let manager: ThreadPoolTaskManager
+  let group: MultiThreadedEventLoopGroup
+  let pool: NIOThreadPool
+  let inline = InlineExecutor()
+
+  init(threads: Int) throws {
+    self.threads = threads
+    var configuration = ThreadPoolTaskManager.Configuration()
+    configuration.workerThreads = threads
+    configuration.maxBlockingThreads = threads
+    configuration.threadNamePrefix = "bench"
+    manager = try ThreadPoolTaskManager(configuration: configuration)
+    group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    pool = NIOThreadPool(numberOfThreads: threads)
+    pool.start()
+  }
+
+  func shutdown() async {
+    await manager.shutdownGracefully()
+    try? await group.shutdownGracefully()
+    try? await pool.shutdownGracefully()
+  }
+}

@@ -1,0 +1,416 @@
+/// W5..W8: timers. Lateness is the wake-up time minus the deadline, both read from
+/// CLOCK_MONOTONIC by the benchmark itself (`nowNanos()`), so every peer is judged by one clock.
+import CBenchSupport
+import Dispatch
+import NIOCore
+import NIOPosix
+import Synchronization
+import VirtualTasks
+
+enum TimerWorkloads {
+  static let all: [Workload] = [mass, precision, cancel, idle]
+
+  /// W5 sleep lengths: spread over [1 ms, 100 ms) with microsecond steps, the same for every peer.
+  @inline(__always) static func massDelay(_ i: Int) -> Int64 {
+    1_000_000 + Int64(truncatingIfNeeded: (UInt64(i) &* 2_654_435_761) % 99_000) * 1000
+  }
+
+  // MARK: W5
+
+  static let mass = Workload(
+    "W5", "timer_mass",
+    "N concurrent sleeps of 1..100 ms started from an outside thread (vtasks: taskShared + sleepNow; "
+      + "Swift: Task.detached + Task.sleep; NIO: scheduleTask; Dispatch: asyncAfter).",
+    peers: [.vtasks, .nio, .dispatch, .swift],
+    metrics: [
+      MetricSpec("wall", "wall", "ms", .lower, target: Targets.noWorseThan(.dispatch, .lower)),
+      MetricSpec("p50", "lateness p50", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
+      MetricSpec("p99", "lateness p99", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
+      MetricSpec("max", "lateness max", "ms", .lower),
+      MetricSpec("peak_rss", "peak RSS growth", "MB", .lower, target: Targets.noWorseThan(.nio, .lower)),
+    ]
+  ) { peer, p, sizes, _ in
+    let n = sizes.timerMass
+    let samples = Samples(n)
+    let latch = Latch(n)
+    let baseline = Probe.startPeakWindow()
+    let start = nowNanos()
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      for i in 0..<n {
+        let d = massDelay(i)
+        try! manager.taskShared {
+          let begin = nowNanos()
+          await manager.sleepNow(.nanoseconds(d))
+          samples[i] = nowNanos() - begin - d
+          latch.done()
+        }
+      }
+    case .swift:
+      for i in 0..<n {
+        let d = massDelay(i)
+        Task.detached {
+          let begin = nowNanos()
+          try? await Task.sleep(for: .nanoseconds(d))
+          samples[i] = nowNanos() - begin - d
+          latch.done()
+        }
+      }
+    case .nio:
+      let group = p.group
+      for i in 0..<n {
+        let d = massDelay(i)
+        let begin = nowNanos()
+        group.next().scheduleTask(in: .nanoseconds(d)) {
+          samples[i] = nowNanos() - begin - d
+          latch.done()
+        }
+      }
+    case .dispatch:
+      let queue = DispatchQueue.global()
+      for i in 0..<n {
+        let d = massDelay(i)
+        let begin = nowNanos()
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(d))) {
+          samples[i] = nowNanos() - begin - d
+          latch.done()
+        }
+      }
+    default: fatalError("W5 has no \(peer) column")
+    }
+    latch.wait(orFail: "W5 \(peer)")
+    let wall = nowNanos() - start
+    let sorted = samples.sorted()
+    return [
+      "wall": Double(wall) / 1e6,
+      "p50": percentile(sorted, 50) / 1e3,
+      "p99": percentile(sorted, 99) / 1e3,
+      "max": (sorted.last.map(Double.init) ?? .nan) / 1e6,
+      "peak_rss": Probe.peakGrowthMB(since: baseline),
+    ]
+  }
+
+  // MARK: W6
+
+  static let precision = Workload(
+    "W6", "timer_precision",
+    "N sequential 1 ms sleeps in one task / callback chain; lateness of each wake-up.",
+    peers: [.vtasks, .nio, .dispatch, .swift, .cTimerfd],
+    metrics: [
+      MetricSpec(
+        "p50", "lateness p50", "us", .lower,
+        target: Target(text: "<= 1.2x C timerfd floor and < every peer") { m in
+          guard let v = m[.vtasks], let floor = m[.cTimerfd] else { return nil }
+          let peers = m.filter { !$0.key.isFloor && $0.key != .vtasks }.values
+          return v <= 1.2 * floor && peers.allSatisfy { v < $0 }
+        }),
+      MetricSpec(
+        "p99", "lateness p99", "us", .lower,
+        target: Target(text: "< every peer") { m in
+          guard let v = m[.vtasks] else { return nil }
+          return m.filter { !$0.key.isFloor && $0.key != .vtasks }.values.allSatisfy { v < $0 }
+        }),
+    ]
+  ) { peer, p, sizes, _ in
+    let n = sizes.precision
+    let period: Int64 = 1_000_000
+    let samples = Samples(n)
+    let latch = Latch(1)
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      try! manager.taskShared {
+        for k in 0..<n {
+          let begin = nowNanos()
+          await manager.sleepNow(.nanoseconds(period))
+          samples[k] = nowNanos() - begin - period
+        }
+        latch.done()
+      }
+    case .swift:
+      Task.detached {
+        for k in 0..<n {
+          let begin = nowNanos()
+          try? await Task.sleep(for: .nanoseconds(period))
+          samples[k] = nowNanos() - begin - period
+        }
+        latch.done()
+      }
+    case .nio:
+      let chain = NIOChain(loop: p.group.next(), count: n, period: period, samples: samples, latch: latch)
+      chain.loop.execute { chain.step(0) }
+    case .dispatch:
+      let chain = DispatchChain(count: n, period: period, samples: samples, latch: latch)
+      chain.queue.async { chain.step(0) }
+    case .cTimerfd:
+      let r = cb_timerfd_floor(Int32(n), period, samples.base)
+      precondition(r == 0, "timerfd floor failed: \(r)")
+      latch.done()
+    case .inline: fatalError("W6 has no \(peer) column")
+    }
+    latch.wait(orFail: "W6 \(peer)")
+    let sorted = samples.sorted()
+    return ["p50": percentile(sorted, 50) / 1e3, "p99": percentile(sorted, 99) / 1e3]
+  }
+
+  /// Each callback measures its lateness and schedules the next sleep from the loop itself.
+  final class NIOChain: Sendable {
+    let loop: any EventLoop
+    let count: Int
+    let period: Int64
+    let samples: Samples
+    let latch: Latch
+
+    init(loop: any EventLoop, count: Int, period: Int64, samples: Samples, latch: Latch) {
+      self.loop = loop
+      self.count = count
+      self.period = period
+      self.samples = samples
+      self.latch = latch
+    }
+
+    func step(_ k: Int) {
+      let begin = nowNanos()
+      loop.scheduleTask(in: .nanoseconds(period)) {
+        self.samples[k] = nowNanos() - begin - self.period
+        if k + 1 < self.count { self.step(k + 1) } else { self.latch.done() }
+      }
+    }
+  }
+
+  final class DispatchChain: Sendable {
+    let queue = DispatchQueue.global()
+    let count: Int
+    let period: Int64
+    let samples: Samples
+    let latch: Latch
+
+    init(count: Int, period: Int64, samples: Samples, latch: Latch) {
+      self.count = count
+      self.period = period
+      self.samples = samples
+      self.latch = latch
+    }
+
+    func step(_ k: Int) {
+      let begin = nowNanos()
+      queue.asyncAfter(deadline: .now() + .nanoseconds(Int(period))) {
+        self.samples[k] = nowNanos() - begin - self.period
+        if k + 1 < self.count { self.step(k + 1) } else { self.latch.done() }
+      }
+    }
+  }
+
+  // MARK: W7
+
+  /// Dispatch (and Task.sleep, which Swift's executor hands to Dispatch on Linux) keep cancelled
+  /// timers until their deadline: the next measurement waits for them to expire first, so one
+  /// peer's lingering timers never count in another's RSS.
+  static let lingeringUntil = Atomic<Int64>(0)
+
+  @Sendable static func waitForLingeringTimers(_: Sizes) {
+    let until = lingeringUntil.load(ordering: .relaxed)
+    let now = nowNanos()
+    if until > now {
+      progressNote("waiting \((until - now) / 1_000_000_000 + 1) s for cancelled Dispatch timers to expire")
+      sleepThread(nanoseconds: until - now)
+    }
+  }
+
+  static let cancel = Workload(
+    "W7", "timer_cancel",
+    "N sleeps of 10 s started, then all cancelled: time from the first cancel until every sleep "
+      + "has returned (vtasks/Swift: cancel the parent of a TaskGroup; NIO: Scheduled.cancel, "
+      + "until every future failed; Dispatch: DispatchWorkItem.cancel); RSS before/after "
+      + "(heap trimmed).",
+    peers: [.vtasks, .nio, .swift, .dispatch],
+    metrics: [
+      MetricSpec("time", "cancel all", "ms", .lower, target: Targets.below(10, "ms")),
+      MetricSpec("rss_before", "RSS before (process)", "MB", .lower, showsRatio: false),
+      MetricSpec("rss_pending", "RSS while pending, growth", "MB", .lower),
+      MetricSpec(
+        "rss_after", "RSS after cancel, growth", "%", .lower,
+        target: Target(text: "<= 10% of RSS before") { m in m[.vtasks].map { $0 <= 10 } },
+        showsRatio: false),
+    ],
+    afterRun: waitForLingeringTimers
+  ) { peer, p, sizes, _ in
+    let n = sizes.cancel
+    let tenSeconds: Int64 = 10_000_000_000
+    // Cancelled Dispatch timers (and Task.sleep's, which Swift's executor hands to Dispatch) hold
+    // their memory until their deadline: let the previous peer's expire before measuring.
+    waitForLingeringTimers(sizes)
+    let before = Probe.trimmedRSS()
+    var pending: Int64 = 0
+    var elapsed: Int64 = 0
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      let started = Counter()
+      let finished = Latch(1)
+      let parent = Task(executorPreference: manager) {
+        await withDiscardingTaskGroup { group in
+          for _ in 0..<n {
+            group.addTask {
+              started.increment()
+              await manager.sleepNow(.nanoseconds(tenSeconds))
+            }
+          }
+        }
+        finished.done()
+      }
+      waitUntil { manager.metrics().pendingTimers >= n }
+      pending = Probe.rss
+      let start = nowNanos()
+      parent.cancel()
+      finished.wait(orFail: "W7 vtasks")
+      elapsed = nowNanos() - start
+    case .swift:
+      let started = Counter()
+      let finished = Latch(1)
+      let parent = Task.detached {
+        await withDiscardingTaskGroup { group in
+          for _ in 0..<n {
+            group.addTask {
+              started.increment()
+              try? await Task.sleep(for: .nanoseconds(tenSeconds))
+            }
+          }
+        }
+        finished.done()
+      }
+      waitUntil { started.current >= n }
+      sleepThread(nanoseconds: 100_000_000)  // the last children reach Task.sleep
+      lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
+      pending = Probe.rss
+      let start = nowNanos()
+      parent.cancel()
+      finished.wait(orFail: "W7 swift")
+      elapsed = nowNanos() - start
+    case .nio:
+      let group = p.group
+      let failed = Latch(n)
+      var scheduled: [Scheduled<Void>] = []
+      scheduled.reserveCapacity(n)
+      for _ in 0..<n {
+        let s = group.next().scheduleTask(in: .nanoseconds(tenSeconds)) {}
+        s.futureResult.whenFailure { _ in failed.done() }
+        scheduled.append(s)
+      }
+      flush(group)
+      pending = Probe.rss
+      let start = nowNanos()
+      for s in scheduled { s.cancel() }
+      failed.wait(orFail: "W7 nio")
+      elapsed = nowNanos() - start
+      scheduled = []
+    case .dispatch:
+      let queue = DispatchQueue.global()
+      var items: [DispatchWorkItem] = []
+      items.reserveCapacity(n)
+      for _ in 0..<n {
+        let item = DispatchWorkItem {}
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(tenSeconds)), execute: item)
+        items.append(item)
+      }
+      lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
+      pending = Probe.rss
+      let start = nowNanos()
+      for item in items { item.cancel() }
+      elapsed = nowNanos() - start
+      items = []
+    default: fatalError("W7 has no \(peer) column")
+    }
+    let after = Probe.trimmedRSS()
+    return [
+      "time": Double(elapsed) / 1e6,
+      "rss_before": Double(before) / 1_048_576,
+      "rss_pending": Double(pending - before) / 1_048_576,
+      "rss_after": Double(after - before) / Double(before) * 100,
+    ]
+  }
+
+  /// Waits until every loop of `group` has run what was submitted to it before.
+  static func flush(_ group: MultiThreadedEventLoopGroup) {
+    for loop in group.makeIterator() { try! loop.submit {}.wait() }
+  }
+
+  // MARK: W8
+
+  static let idle = Workload(
+    "W8", "idle_cpu",
+    "N sleeps of an hour pending, nothing else to do: process CPU time (getrusage) per second of "
+      + "wall time over an idle window.",
+    peers: [.vtasks, .nio, .dispatch, .swift],
+    metrics: [
+      MetricSpec("cpu", "CPU per idle second", "ms/s", .lower, target: Targets.below(0.1, "ms/s"))
+    ]
+  ) { peer, p, sizes, _ in
+    let n = sizes.idleSleeps
+    let hour: Int64 = 3_600_000_000_000
+    @inline(__always) func delay(_ i: Int) -> Int64 { hour + Int64(i) * 1_000_000 }
+    func measure() -> Double {
+      sleepThread(nanoseconds: 200_000_000)  // settle
+      let cpu0 = Probe.cpuNanos
+      let wall0 = nowNanos()
+      sleepThread(nanoseconds: sizes.idleWindowNanos)
+      let cpu = Probe.cpuNanos - cpu0
+      let wall = nowNanos() - wall0
+      return Double(cpu) / 1e6 / (Double(wall) / 1e9)
+    }
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      let finished = Latch(1)
+      let parent = Task(executorPreference: manager) {
+        await withDiscardingTaskGroup { group in
+          for i in 0..<n { group.addTask { await manager.sleepNow(.nanoseconds(delay(i))) } }
+        }
+        finished.done()
+      }
+      waitUntil { manager.metrics().pendingTimers >= n }
+      let value = measure()
+      parent.cancel()
+      finished.wait(orFail: "W8 vtasks")
+      return ["cpu": value]
+    case .swift:
+      let started = Counter()
+      let finished = Latch(1)
+      let parent = Task.detached {
+        await withDiscardingTaskGroup { group in
+          for i in 0..<n {
+            group.addTask {
+              started.increment()
+              try? await Task.sleep(for: .nanoseconds(delay(i)))
+            }
+          }
+        }
+        finished.done()
+      }
+      waitUntil { started.current >= n }
+      let value = measure()
+      parent.cancel()
+      finished.wait(orFail: "W8 swift")
+      return ["cpu": value]
+    case .nio:
+      let group = p.group
+      let scheduled = (0..<n).map { i in group.next().scheduleTask(in: .nanoseconds(delay(i))) {} }
+      flush(group)
+      let value = measure()
+      for s in scheduled { s.cancel() }
+      flush(group)
+      return ["cpu": value]
+    case .dispatch:
+      let queue = DispatchQueue.global()
+      let items = (0..<n).map { _ in DispatchWorkItem {} }
+      for (i, item) in items.enumerated() {
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(delay(i))), execute: item)
+      }
+      let value = measure()
+      for item in items { item.cancel() }
+      return ["cpu": value]
+    default: fatalError("W8 has no \(peer) column")
+    }
+  }
+}
