@@ -366,3 +366,12 @@ int vt_testing_signal_all_threads(int sig) {
   closedir(d);
   return n;
 }
+
+int vt_mutex_init_adaptive(pthread_mutex_t *mutex) {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+  int r = pthread_mutex_init(mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  return -r;
+}

@@ -96,6 +96,10 @@ void vt_set_thread_owner(void *owner, intptr_t index);
 void *vt_thread_owner(void);
 intptr_t vt_thread_owner_index(void);
 
+// pthread_mutex_init with PTHREAD_MUTEX_ADAPTIVE_NP (a _GNU_SOURCE constant): spins briefly
+// before sleeping in the kernel.
+int vt_mutex_init_adaptive(pthread_mutex_t *mutex);
+
 // ---- parking -----------------------------------------------------------------------------
 // A one-permit parker on a futex (futex(2) is only reachable through syscall(2), variadic).
 // state: 0 = empty, 1 = notified, 2 = parked. Park consumes a pending notification at once.

@@ -17,7 +17,12 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
   typealias Work = @Sendable () -> Void
 
   private let lock = ConditionLock()
-  private var queue: [Work?] = []
+  /// Closures wrapped in `Item`: a closure stored directly in a generic container is kept at
+  /// maximal abstraction, which boxes it (a malloc per submit and another per read-back).
+  private struct Item {
+    var work: Work?
+  }
+  private var queue: [Item] = []
   private var queueHead = 0
   private var threads = 0
   private var idle = 0
@@ -90,7 +95,7 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
     defer { if let event { write(event) } }  // runs after the unlock below
     // A closure taken back is released only after the unlock: it may hold the manager's last
     // reference, whose deinit takes this pool's lock (close()).
-    var takenBack: Work?
+    var takenBack: Item?
     defer { withExtendedLifetime(takenBack) {} }
     lock.lock()
     defer { lock.unlock() }
@@ -99,7 +104,7 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
       throw .shutDown
     }
     if startNow && idle <= notified && threads >= maxThreads { throw .resourceExhausted }
-    queue.append(work)
+    queue.append(Item(work: work))
     if idle > notified {
       notified += 1
       lock.signal()
@@ -149,8 +154,8 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
     lock.lock()
     while true {
       if queueHead < queue.count {
-        var work = queue[queueHead]
-        queue[queueHead] = nil
+        var work = queue[queueHead].work
+        queue[queueHead].work = nil
         queueHead += 1
         compactIfDrained()
         lock.unlock()

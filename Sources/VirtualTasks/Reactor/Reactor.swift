@@ -137,6 +137,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 
   private func run() {
     _ = vt_set_timer_slack(1)
+    // Marks this thread so that the worker pool serves the jobs it resumes first.
+    vt_set_thread_owner(Unmanaged.passUnretained(self).toOpaque(), WorkerPool.reactorThreadIndex)
     let capacity = 64
     let events = UnsafeMutablePointer<vt_epoll_event>.allocate(capacity: capacity)
     defer { events.deallocate() }

@@ -16,7 +16,7 @@ final class ConditionLock: @unchecked Sendable {  // all access goes through the
   init() {
     mutex = .allocate(capacity: 1)
     cond = .allocate(capacity: 1)
-    pthread_mutex_init(mutex, nil)
+    _ = vt_mutex_init_adaptive(mutex)  // spins briefly before sleeping in the kernel
     var attr = pthread_condattr_t()
     pthread_condattr_init(&attr)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)

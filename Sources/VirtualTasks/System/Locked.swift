@@ -3,6 +3,8 @@
 /// Used instead of `Synchronization.Mutex`, whose Linux implementation calls futex(2) directly,
 /// invisible to ThreadSanitizer (every access it guards is then reported as a race). A pthread
 /// mutex costs the same uncontended (about 20 ns) and TSan understands it. Any thread may call it.
+import CShims
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -16,7 +18,10 @@ final class Locked<Value>: @unchecked Sendable {  // `value` is only touched wit
   init(_ value: Value) {
     self.value = value
     mutex = .allocate(capacity: 1)
-    pthread_mutex_init(mutex, nil)
+    mutex.initialize(to: pthread_mutex_t())
+    // Adaptive: spin briefly before sleeping in the kernel. These locks are held for a few
+    // instructions, so a waiter almost always gets the lock while spinning, without a syscall.
+    _ = vt_mutex_init_adaptive(mutex)
   }
 
   deinit {

@@ -48,6 +48,13 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// Locking rule: any thread pushes, workers pop; `terminated` is set under this lock once every
   /// worker has exited, after which jobs are forwarded to Swift's global executor.
   private let injection = Locked<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
+  /// Jobs resumed by a reactor thread (expired timers, ready fds): served before everything
+  /// else, so a wake-up never waits behind a backlog of task starts. Locking rule: under its
+  /// lock, with its own `terminated` flag set by `stopAndJoin`.
+  private let priority = Locked<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
+  private let priorityCount = Atomic<Int>(0)
+  /// The thread-owner index a reactor thread marks itself with (`vt_set_thread_owner`).
+  static let reactorThreadIndex = -2
   /// Jobs in any queue (seq_cst: part of the idle protocol above).
   private let queued = Atomic<Int>(0)
   private let searching = Atomic<Int>(0)
@@ -122,6 +129,17 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           for j in overflow { state.queue.pushBack(j) }
         }
       }
+    } else if vt_thread_owner_index() == Self.reactorThreadIndex {
+      let forwarded: Bool = priority.withLock { state in
+        if state.terminated { return true }
+        state.queue.pushBack(job)
+        return false
+      }
+      if forwarded {
+        globalConcurrentExecutor.enqueue(ExecutorJob(job))
+        return
+      }
+      priorityCount.wrappingAdd(1, ordering: .relaxed)
     } else {
       let forwarded: Bool = injection.withLock { state in
         if state.terminated { return true }
@@ -242,6 +260,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   }
 
   private func nextJob(_ worker: Worker, _ buffer: inout [UnownedJob]) -> UnownedJob? {
+    if priorityCount.load(ordering: .relaxed) > 0,
+      let job = priority.withLock({ $0.queue.popFront() })
+    {
+      priorityCount.wrappingSubtract(1, ordering: .relaxed)
+      return job
+    }
     let lifoAllowed = worker.lifoStreak < Self.maxLifoStreak
     let local: (job: UnownedJob, fromLifo: Bool)? = worker.local.withLock { local in
       if let j = local.lifo {
@@ -314,6 +338,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       worker.thread = nil
     }
     var leftovers: [UnownedJob] = []
+    priority.withLock { state in
+      state.terminated = true
+      while let j = state.queue.popFront() { leftovers.append(j) }
+    }
     injection.withLock { state in
       state.terminated = true
       while let j = state.queue.popFront() { leftovers.append(j) }
