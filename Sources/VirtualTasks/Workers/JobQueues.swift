@@ -32,6 +32,18 @@ struct LocalQueue {
     return job
   }
 
+  /// Removes up to `n` jobs from the back (newest first), appending them to `out`.
+  mutating func takeBack(_ n: Int, into out: inout [UnownedJob]) {
+    var left = min(n, count)
+    while left > 0 {
+      let i = (head + count - 1) & (Self.capacity - 1)
+      out.append(ring[i]!)
+      ring[i] = nil
+      count -= 1
+      left -= 1
+    }
+  }
+
   /// Removes up to `n` jobs from the front (oldest first), appending them to `out`.
   mutating func takeFront(_ n: Int, into out: inout [UnownedJob]) {
     var left = min(n, count)

@@ -303,14 +303,16 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
       return first
     }
-    // Steal half of another worker's ring, starting after ourselves.
+    // Steal the newest half of another worker's ring, starting after ourselves. Newest first:
+    // a TaskGroup child is found near the head of its group's child list when it completes
+    // (oldest-first made every completion walk the list: W3 ran ~30% slower).
     let n = workers.count
     if n > 1 {
       for offset in 1..<n {
         let victim = workers[(worker.index + offset) % n]
         buffer.removeAll(keepingCapacity: true)
         victim.local.withLock { local in
-          local.takeFront((local.count + 1) / 2, into: &buffer)
+          local.takeBack((local.count + 1) / 2, into: &buffer)
         }
         if !buffer.isEmpty {
           let first = buffer[0]
