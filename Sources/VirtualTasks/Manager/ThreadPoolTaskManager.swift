@@ -193,6 +193,7 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     let maxBlocking = max(1, configuration.maxBlockingThreads ?? max(200, 100 * parallelism))
     reactor = try Reactor(threadName: "\(namePrefix)-reactor")
     workers = WorkerPool(count: workerCount, namePrefix: namePrefix)
+    workers.timers = reactor
     blocking = BlockingPool(
       maxThreads: maxBlocking, keepAlive: configuration.blockingKeepAlive, namePrefix: namePrefix,
       logger: logger)

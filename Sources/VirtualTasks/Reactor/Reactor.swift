@@ -235,3 +235,14 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     state.withLock { Snapshot(pendingTimers: $0.timers.count, registeredFDs: $0.fds.count) }
   }
 }
+
+extension Reactor: WorkerTimerSource {
+  func earliestDeadline() -> Int64? {
+    state.withLock { $0.closed ? nil : $0.timers.earliestDeadline }
+  }
+
+  func fireDue(now: Int64) {
+    var buffer: [SleepContinuation?] = []
+    fireExpired(now: now, buffer: &buffer)
+  }
+}

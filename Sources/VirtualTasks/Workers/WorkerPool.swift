@@ -65,6 +65,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   private let namePrefix: String
   /// Where jobs run: the manager, as a task executor. Set once before any worker starts.
   private var executor: UnownedTaskExecutor?
+  /// The reactor's timers. Set once before any worker starts. One parked worker at a time (the
+  /// watcher) parks with a timeout at the earliest deadline and fires the due timers itself, so a
+  /// sleep wakes with one thread wake-up instead of two (reactor thread, then a worker). The
+  /// reactor's timerfd still fires too: whichever comes first pops the timers, under its lock.
+  var timers: (any WorkerTimerSource)?
+  private let timerWatcher = Atomic<Bool>(false)
 
   init(count: Int, namePrefix: String) {
     self.namePrefix = namePrefix
@@ -189,6 +195,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 
   private func run(_ worker: Worker) {
     vt_set_thread_owner(Unmanaged.passUnretained(self).toOpaque(), worker.index)
+    _ = vt_set_timer_slack(1)  // the timer watcher's timed park must not be late by the 50 us default
     let executor = self.executor!
     var isSearching = false
     var stealBuffer: [UnownedJob] = []
@@ -252,8 +259,39 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         }
         continue
       }
-      _ = vt_park(worker.parker, -1)
-      isSearching = true  // the waker counted us as searching
+      var timeout: Int64 = -1
+      var watching = false
+      if let timers,
+        timerWatcher.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+      {
+        if let deadline = timers.earliestDeadline() {
+          watching = true
+          timeout = max(0, deadline &- Syscall.continuousNow())
+        } else {
+          timerWatcher.store(false, ordering: .releasing)
+        }
+      }
+      let notified = vt_park(worker.parker, timeout) == 1
+      if watching { timerWatcher.store(false, ordering: .releasing) }
+      if notified {
+        isSearching = true  // the waker counted us as searching
+      } else {
+        // Timed out at the earliest deadline: leave the sleepers (or take a wake-up that raced
+        // in), then fire the due timers here; their tasks land in this worker's own queue.
+        let removed: Bool = sleepers.withLock { stack in
+          if let at = stack.lastIndex(of: worker.index) {
+            stack.remove(at: at)
+            sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+            return true
+          }
+          return false
+        }
+        if !removed {
+          _ = vt_park(worker.parker, -1)
+          isSearching = true
+        }
+        timers?.fireDue(now: Syscall.continuousNow())
+      }
     }
     if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
     vt_set_thread_owner(nil, -1)
@@ -378,3 +416,11 @@ private func sched_yield_shim() {
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// What the worker pool needs from the reactor's timers (see `WorkerPool.timers`).
+protocol WorkerTimerSource: AnyObject, Sendable {
+  /// The earliest pending deadline (CLOCK_BOOTTIME ns), or nil when none (or closed).
+  func earliestDeadline() -> Int64?
+  /// Fires, from the calling thread, every timer due at `now`.
+  func fireDue(now: Int64)
+}
