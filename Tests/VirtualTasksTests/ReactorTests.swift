@@ -137,7 +137,7 @@ struct ReactorTests {
   @Test func cancellationRacingExpiry_everySleepResumesExactlyOnce() async throws {
     let mgr = try makeManager(prefix: "race")
     let resumed = Counter()
-    let perStream = 2_500
+    let perStream = 25_000  // 4 streams: 100k races
     await withTaskGroup(of: Void.self) { g in
       for stream in 0..<4 {
         g.addTask {
