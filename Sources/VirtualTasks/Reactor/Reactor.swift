@@ -241,8 +241,7 @@ extension Reactor: WorkerTimerSource {
     state.withLock { $0.closed ? nil : $0.timers.earliestDeadline }
   }
 
-  func fireDue(now: Int64) {
-    var buffer: [SleepContinuation?] = []
+  func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {
     fireExpired(now: now, buffer: &buffer)
   }
 }

@@ -32,6 +32,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Jobs taken from the LIFO slot in a row (worker thread only). Capped so that two jobs
     /// that keep waking each other cannot starve the rest of the queue.
     var lifoStreak = 0
+    /// Reused when this worker fires due timers (no allocation per fire). Worker thread only.
+    var timerScratch: [SleepContinuation?] = []
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
     var thread: OSThread?  // written before the thread starts, read by join only
@@ -290,7 +292,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           _ = vt_park(worker.parker, -1)
           isSearching = true
         }
-        timers?.fireDue(now: Syscall.continuousNow())
+        timers?.fireDue(now: Syscall.continuousNow(), buffer: &worker.timerScratch)
       }
     }
     if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
@@ -421,6 +423,7 @@ private func sched_yield_shim() {
 protocol WorkerTimerSource: AnyObject, Sendable {
   /// The earliest pending deadline (CLOCK_BOOTTIME ns), or nil when none (or closed).
   func earliestDeadline() -> Int64?
-  /// Fires, from the calling thread, every timer due at `now`.
-  func fireDue(now: Int64)
+  /// Fires, from the calling thread, every timer due at `now`, collecting into `buffer` (the
+  /// caller's reusable scratch: no allocation per fire).
+  func fireDue(now: Int64, buffer: inout [SleepContinuation?])
 }
