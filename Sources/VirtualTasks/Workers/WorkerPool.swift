@@ -244,21 +244,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         searching.wrappingSubtract(1, ordering: .sequentiallyConsistent)
       }
       if queued.load(ordering: .sequentiallyConsistent) > 0 || stopping.load(ordering: .sequentiallyConsistent) {
-        let removed: Bool = sleepers.withLock { stack in
-          if let at = stack.lastIndex(of: worker.index) {
-            stack.remove(at: at)
-            sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-            return true
-          }
-          return false
-        }
-        if !removed {
-          // A waker popped us and counted us as searching: consume its unpark (it may still be
-          // on its way) so that a later park cannot return for it and count us twice, which
-          // drove `searching` below zero and stopped every wake-up (found by the soak).
-          _ = vt_park(worker.parker, -1)
-          isSearching = true
-        }
+        if !leaveSleepers(worker) { isSearching = true }
         continue
       }
       var timeout: Int64 = -1
@@ -280,23 +266,30 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       } else {
         // Timed out at the earliest deadline: leave the sleepers (or take a wake-up that raced
         // in), then fire the due timers here; their tasks land in this worker's own queue.
-        let removed: Bool = sleepers.withLock { stack in
-          if let at = stack.lastIndex(of: worker.index) {
-            stack.remove(at: at)
-            sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-            return true
-          }
-          return false
-        }
-        if !removed {
-          _ = vt_park(worker.parker, -1)
-          isSearching = true
-        }
+        if !leaveSleepers(worker) { isSearching = true }
         timers?.fireDue(now: Syscall.continuousNow(), buffer: &worker.timerScratch)
       }
     }
     if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
     vt_set_thread_owner(nil, -1)
+  }
+
+  /// Takes a registered-but-awake worker out of the sleepers. Returns true when it was still
+  /// there. False means a waker already popped it and counted it as searching: its unpark (which
+  /// may still be on its way) is consumed here, so that a later park cannot return for it and
+  /// count the worker twice, which drove `searching` below zero and stopped every wake-up (found
+  /// by the soak). The caller then counts itself as searching.
+  private func leaveSleepers(_ worker: Worker) -> Bool {
+    let removed: Bool = sleepers.withLock { stack in
+      if let at = stack.lastIndex(of: worker.index) {
+        stack.remove(at: at)
+        sleeperCount.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+        return true
+      }
+      return false
+    }
+    if !removed { _ = vt_park(worker.parker, -1) }
+    return removed
   }
 
   private func nextJob(_ worker: Worker, _ buffer: inout [UnownedJob]) -> UnownedJob? {
