@@ -25,6 +25,108 @@ struct ExecutorTests {
     #expect(mgr.metrics().completedSharedTasks == n)
   }
 
+  // From a plain thread (outside any task) `taskShared` queues a spawn request and a worker
+  // creates the task; the tests above submit from inside a task, where it is created directly.
+  @Test func sharedTasks_fromAPlainThread_100k_allRunExactlyOnce_onWorkers() async throws {
+    let n = 100_000
+    let mgr = try makeManager(workers: 2, prefix: "plainA")
+    let ledger = Ledger(count: n)
+    let offWorker = Atomic<Int>(0)
+    let submitted = Countdown(1)
+    let insideTask = Atomic<Bool>(true)
+    Thread.detachNewThread {
+      insideTask.store(withUnsafeCurrentTask { $0 != nil }, ordering: .relaxed)
+      for i in 0..<n {
+        try! mgr.taskShared {
+          if !currentThreadName().hasPrefix("plainA-w") { offWorker.wrappingAdd(1, ordering: .relaxed) }
+          ledger.mark(i)
+        }
+      }
+      submitted.tick()
+    }
+    await submitted.wait()
+    let submitterWasInATask = insideTask.load(ordering: .relaxed)
+    #expect(!submitterWasInATask, "the submitter must be outside any task")
+    await mgr.shutdownGracefully()
+    #expect(ledger.allExactlyOnce)
+    #expect(ledger.total == n)
+    #expect(offWorker.load(ordering: .relaxed) == 0)
+    #expect(mgr.metrics().completedSharedTasks == n)
+  }
+
+  @Test func sharedTasks_fromAPlainThread_queuedAtShutdown_allRun() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "plainB")
+    let gate = Gate()
+    let started = Countdown(1)
+    try mgr.taskShared {
+      started.tick()
+      gate.wait()  // test-only: holds the single worker so the spawn requests stay queued
+    }
+    await started.wait()
+    let ran = Atomic<Int>(0)
+    let submitted = Countdown(1)
+    Thread.detachNewThread {
+      for _ in 0..<10_000 { try! mgr.taskShared { ran.wrappingAdd(1, ordering: .relaxed) } }
+      submitted.tick()
+    }
+    await submitted.wait()
+    #expect(mgr.metrics().queuedSharedJobs >= 10_000, "queued spawn requests count as queued jobs")
+    let shutdown = Task { await mgr.shutdownGracefully() }
+    #expect(await eventually { (try? mgr.taskShared {}) == nil })
+    gate.open()
+    await shutdown.value
+    #expect(ran.load(ordering: .relaxed) == 10_000)
+  }
+
+  @Test func droppingTheManager_withSpawnRequestsQueued_runsThemAll_thenStopsItsThreads() async throws {
+    let ran = Atomic<Int>(0)
+    let gate = Gate()
+    let started = Countdown(1)
+    let submitted = Countdown(1)
+    do {
+      let mgr = try makeManager(workers: 1, prefix: "plainC")
+      try mgr.taskShared {
+        started.tick()
+        gate.wait()  // test-only: holds the single worker while the manager is dropped
+      }
+      await started.wait()
+      Thread.detachNewThread {
+        for _ in 0..<1000 { try! mgr.taskShared { ran.wrappingAdd(1, ordering: .relaxed) } }
+        submitted.tick()
+      }
+      await submitted.wait()
+    }
+    // The test holds no reference now: the queued requests keep the manager alive.
+    gate.open()
+    #expect(await eventually { ran.load(ordering: .relaxed) == 1000 })
+    #expect(await eventually { threadsNamed("plainC-") == 0 }, "the manager is released and stops its threads")
+  }
+
+  @Test func sharedTask_inheritsTaskLocals_fromASubmittingTask_only() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "locals")
+    let seen = Locked<[Int?]>([])
+    let done = Countdown(2)
+    try ExecutorTests.$tag.withValue(7) {
+      try mgr.taskShared {
+        seen.withLock { $0.append(ExecutorTests.tag) }
+        done.tick()
+      }
+    }
+    Thread.detachNewThread {
+      try! mgr.taskShared {
+        seen.withLock { $0.append(ExecutorTests.tag) }
+        done.tick()
+      }
+    }
+    await done.wait()
+    let values = seen.withLock { $0 }
+    #expect(values.contains(7), "created in the submitting task: inherits its task-local values")
+    #expect(values.contains(nil), "from a plain thread: no task-local values")
+    await mgr.shutdownGracefully()
+  }
+
+  @TaskLocal static var tag: Int?
+
   @Test func dedicatedTasks_100k_allRunExactlyOnce_onBlockingThreads() async throws {
     let n = 100_000
     let mgr = try makeManager(workers: 1, maxBlocking: 4, prefix: "ledgerB")

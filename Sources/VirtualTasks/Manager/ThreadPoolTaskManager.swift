@@ -27,6 +27,9 @@ import Synchronization
 
 public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _BlockingBridge {
   let core: ManagerCore
+  /// `core.workers`, unretained: `core` owns it for the manager's life. `enqueue` runs for every
+  /// job from every thread; a retain there would bounce the pool's refcount between threads.
+  private let pool: Unmanaged<WorkerPool>
 
   /// Starts the reactor and the workers (the blocking pool starts threads on demand).
   /// Throws `.systemCallFailed` when an fd cannot be had and `.spawnFailed` when a thread is
@@ -38,6 +41,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
       configuration.logger.managerStartFailed(pool: "reactor", error: error)
       throw error
     }
+    pool = Unmanaged.passUnretained(core.workers)
     do {
       try core.workers.start(executor: self.asUnownedTaskExecutor())
     } catch {
@@ -55,7 +59,8 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   // MARK: TaskExecutor
 
   public func enqueue(_ job: consuming ExecutorJob) {
-    core.workers.enqueue(UnownedJob(job))
+    let job = UnownedJob(job)
+    pool._withUnsafeGuaranteedRef { $0.enqueue(job) }
   }
 
   // MARK: VirtualTaskManager
@@ -73,9 +78,29 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
     await core.reactor.sleep(nanoseconds: nanoseconds)
   }
 
+  /// Runs `task` as a `Task` whose executor preference is this manager. Called from inside a
+  /// task, the new task is created before this returns and inherits that task's priority and
+  /// task-local values, as `Task.init` does. Called from outside any task, one of the workers
+  /// creates it shortly after (there is nothing to inherit). Either way the task is accepted
+  /// when this returns: shutdown runs it. Throws `.shutDown` once shutdown has begun.
   public func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
     try core.admitShared()
-    let core = self.core
+    // From outside any task (a plain thread), a worker creates the task: it is then allocated
+    // and freed on one thread (see `WorkerPool.startSpawns`). From inside a task it is created
+    // here, inheriting that task's priority and task-local values as `Task.init` does.
+    if core.workers.currentWorkerIndex() == nil, !isInsideTask(),
+      pool._withUnsafeGuaranteedRef({ $0.submitSpawn(task, manager: self) })
+    {
+      return
+    }
+    startShared(task)
+  }
+
+  /// Creates the task of an admitted `taskShared` call (on the caller or on a worker).
+  func startShared(_ task: @escaping @Sendable () async -> Void) {
+    // Unretained: the task holds the manager (its executor preference), which holds `core`.
+    // A strong capture would add two atomic refcount operations per task on a shared object.
+    unowned(unsafe) let core = self.core
     Task(executorPreference: self) {
       await ManagerCore.$insideManager.withValue(ObjectIdentifier(core)) {
         await task()
@@ -332,4 +357,9 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
       spawnFailures: b.spawnFailures,
       pendingTimers: r.pendingTimers, registeredFDs: r.registeredFDs)
   }
+}
+
+@inline(__always)
+private func isInsideTask() -> Bool {
+  withUnsafeCurrentTask { $0 != nil }
 }

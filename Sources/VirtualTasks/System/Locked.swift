@@ -13,10 +13,13 @@ import CShims
 
 final class Locked<Value>: @unchecked Sendable {  // `value` is only touched with `mutex` held
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-  private var value: Value
+  /// Behind a pointer rather than a stored `var`: the mutex already makes access exclusive, and a
+  /// stored property would pay Swift's dynamic exclusivity check on every `withLock`.
+  private let value: UnsafeMutablePointer<Value>
 
   init(_ value: Value) {
-    self.value = value
+    self.value = .allocate(capacity: 1)
+    self.value.initialize(to: value)
     mutex = .allocate(capacity: 1)
     mutex.initialize(to: pthread_mutex_t())
     // Adaptive: spin briefly before sleeping in the kernel. These locks are held for a few
@@ -27,12 +30,14 @@ final class Locked<Value>: @unchecked Sendable {  // `value` is only touched wit
   deinit {
     pthread_mutex_destroy(mutex)
     mutex.deallocate()
+    value.deinitialize(count: 1)
+    value.deallocate()
   }
 
   @inline(__always)
   func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
     pthread_mutex_lock(mutex)
     defer { pthread_mutex_unlock(mutex) }
-    return try body(&value)
+    return try body(&value.pointee)
   }
 }

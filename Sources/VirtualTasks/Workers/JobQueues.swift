@@ -32,18 +32,6 @@ struct LocalQueue {
     return job
   }
 
-  /// Removes up to `n` jobs from the back (newest first), appending them to `out`.
-  mutating func takeBack(_ n: Int, into out: inout [UnownedJob]) {
-    var left = min(n, count)
-    while left > 0 {
-      let i = (head + count - 1) & (Self.capacity - 1)
-      out.append(ring[i]!)
-      ring[i] = nil
-      count -= 1
-      left -= 1
-    }
-  }
-
   /// Removes up to `n` jobs from the front (oldest first), appending them to `out`.
   mutating func takeFront(_ n: Int, into out: inout [UnownedJob]) {
     var left = min(n, count)
@@ -54,21 +42,24 @@ struct LocalQueue {
   }
 }
 
+/// A growable FIFO ring of jobs.
+typealias JobDeque = RingDeque<UnownedJob>
+
 /// A growable FIFO ring (power-of-two capacity).
-struct JobDeque {
-  private var ring: [UnownedJob?] = Array(repeating: nil, count: 64)
+struct RingDeque<Element> {
+  private var ring: [Element?] = Array(repeating: nil, count: 64)
   private var head = 0
   private(set) var count = 0
 
   var isEmpty: Bool { count == 0 }
 
-  mutating func pushBack(_ job: UnownedJob) {
+  mutating func pushBack(_ job: Element) {
     if count == ring.count { grow() }
     ring[(head + count) & (ring.count - 1)] = job
     count += 1
   }
 
-  mutating func popFront() -> UnownedJob? {
+  mutating func popFront() -> Element? {
     if count == 0 { return nil }
     let job = ring[head]
     ring[head] = nil
@@ -78,7 +69,7 @@ struct JobDeque {
   }
 
   private mutating func grow() {
-    var bigger: [UnownedJob?] = Array(repeating: nil, count: ring.count * 2)
+    var bigger: [Element?] = Array(repeating: nil, count: ring.count * 2)
     for i in 0..<count { bigger[i] = ring[(head + i) & (ring.count - 1)] }
     ring = bigger
     head = 0
