@@ -31,7 +31,7 @@ clean:
 	rm -rf .build .build-tsan
 
 # Benchmarks: a separate package in Benchmarks/ (SwiftNIO and package-benchmark never reach the
-# library's users). `bench` / `bench-quick` print the W1..W8 table and write it to
+# library's users). `bench` / `bench-quick` print the W1..W8, WA1, WA2 table and write it to
 # Benchmarks/results/{latest,quick}.{md,json}; timings are never asserted. `bench-check` fails
 # when a malloc count of Benchmarks/Benchmarks/Allocations goes above its threshold in
 # Benchmarks/Thresholds/<swift version>/ (or a benchmark crashes or stalls); counts that went down

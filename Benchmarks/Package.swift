@@ -13,6 +13,9 @@ let package = Package(
   dependencies: [
     .package(name: "swift-virtual-tasks", path: "../"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    // WA1, WA2: WasmKit's own `WASIThreads` as the peer of `GuestThreadGroup` (the version the
+    // library pins).
+    .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
     .package(
       url: "https://github.com/ordo-one/benchmark", from: "1.38.1",
       traits: ["MallocInterposer"]),
@@ -29,8 +32,12 @@ let package = Package(
       dependencies: [
         "CBenchSupport",
         .product(name: "VirtualTasks", package: "swift-virtual-tasks"),
+        .product(name: "VirtualTasksWasm", package: "swift-virtual-tasks"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "WasmKit", package: "WasmKit"),
+        .product(name: "WAT", package: "WasmKit"),
+        .product(name: "WasmKitWASIThreads", package: "WasmKit"),
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]
     ),

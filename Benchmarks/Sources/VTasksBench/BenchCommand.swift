@@ -1,6 +1,7 @@
 /// `vtasks-bench`: W1..W8 of DESIGN.md section 8 against this library, SwiftNIO, Dispatch and
-/// Swift's default executor, plus two floors, in one process; prints the table and writes it to
-/// `<out>/<name>.md` and `<out>/<name>.json`.
+/// Swift's default executor, plus two floors, and WA1/WA2 (guest threads) against WasmKit's
+/// `WASIThreads`, in one process; prints the table and writes it to `<out>/<name>.md` and
+/// `<out>/<name>.json`.
 import Dispatch
 import Foundation
 import VirtualTasks
@@ -15,7 +16,7 @@ struct Options {
   var note: String?
 
   static let usage = """
-    usage: vtasks-bench [--quick] [--runs N] [--only W1,W5,...] [--out DIR] [--name NAME] [--no-write]
+    usage: vtasks-bench [--quick] [--runs N] [--only W1,WA1,...] [--out DIR] [--name NAME] [--no-write]
                         [--note TEXT]
       --quick      reduced sizes (results/quick.*)
       --runs N     runs per cell (default 3); the median is reported with min..max
@@ -65,10 +66,10 @@ enum BenchCommand {
   static func main() {
     let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
     let sizes = options.quick ? Sizes.quick : Sizes.full
-    let workloads = (TaskWorkloads.all + TimerWorkloads.all).filter {
+    let workloads = (TaskWorkloads.all + TimerWorkloads.all + WasmWorkloads.all).filter {
       options.only.isEmpty || options.only.contains($0.id)
     }
-    if workloads.isEmpty { Options.fail("--only matched no workload (W1..W8)") }
+    if workloads.isEmpty { Options.fail("--only matched no workload (W1..W8, WA1, WA2)") }
     var machine = Machine.capture()
     machine.note = options.note ?? ""
     let peers: PeerSet

@@ -1,6 +1,7 @@
 /// The columns of the table: this library, the peers a Swift user would pick instead, and the two
 /// floors. `PeerSet` owns the long-lived executors (one manager, one NIO group, one NIO thread
-/// pool), all sized to `Parallelism.available()`, and shuts them down at the end.
+/// pool, and the guest-thread hosts of WA1/WA2 once used), all sized to
+/// `Parallelism.available()`, and shuts them down at the end.
 import NIOCore
 import NIOPosix
 import VirtualTasks
@@ -10,6 +11,8 @@ enum Peer: String, CaseIterable, Sendable {
   case nio
   case dispatch
   case swift
+  /// WasmKit's own wasi-threads host (WA1, WA2).
+  case wasmkit
   /// Floor: an absolute timerfd loop in C (W6).
   case cTimerfd = "c-timerfd"
   /// Floor: Swift task creation with an executor that runs each job on the enqueuing thread (W2, W3).
@@ -21,6 +24,7 @@ enum Peer: String, CaseIterable, Sendable {
     case .nio: "SwiftNIO"
     case .dispatch: "Dispatch"
     case .swift: "Swift default"
+    case .wasmkit: "WasmKit WASIThreads"
     case .cTimerfd: "floor: C timerfd"
     case .inline: "floor: inline executor"
     }
@@ -33,10 +37,12 @@ enum Peer: String, CaseIterable, Sendable {
   var apiNote: String {
     switch self {
     case .vtasks:
-      "ThreadPoolTaskManager: taskDedicated, taskShared, TaskGroup children via executor preference, sleepNow"
+      "ThreadPoolTaskManager: taskDedicated, taskShared, TaskGroup children via executor preference, "
+        + "sleepNow; guest threads: GuestThreadGroup on its blocking pool (threads reused)"
     case .nio: "MultiThreadedEventLoopGroup execute/scheduleTask, NIOThreadPool.submit"
     case .dispatch: "DispatchQueue.global().async / asyncAfter"
     case .swift: "Task.detached, TaskGroup, Task.sleep (Swift's global concurrent executor)"
+    case .wasmkit: "WasmKitWASIThreads: a new pthread per thread-spawn"
     case .cTimerfd: "timerfd_settime(TFD_TIMER_ABSTIME) + read, 1 ns timer slack"
     case .inline: "Task(executorPreference:) on an executor running each job synchronously"
     }
@@ -57,9 +63,11 @@ final class PeerSet: Sendable {
   let group: MultiThreadedEventLoopGroup
   let pool: NIOThreadPool
   let inline = InlineExecutor()
+  let wasm: LazyWasmHosts
 
   init(threads: Int) throws {
     self.threads = threads
+    wasm = LazyWasmHosts(threads: threads)
     var configuration = ThreadPoolTaskManager.Configuration()
     configuration.workerThreads = threads
     configuration.maxBlockingThreads = threads
@@ -74,5 +82,6 @@ final class PeerSet: Sendable {
     await manager.shutdownGracefully()
     try? await group.shutdownGracefully()
     try? await pool.shutdownGracefully()
+    await wasm.shutdown()
   }
 }

@@ -1,5 +1,5 @@
-/// The table: one row per workload metric, one column per peer (median of the runs, spread
-/// min..max), the ratio of this library to the best real peer, and the issue's target. Printed as
+/// The table: one row per workload metric, one column per peer that ran (median of the runs,
+/// spread min..max), the ratio of this library to the best real peer, and the issue's target. Printed as
 /// text and written as Markdown and JSON.
 import Foundation
 
@@ -33,7 +33,12 @@ struct Report: Codable, Sendable {
   var workloads: [String: String]
   var rows: [ReportRow]
 
-  static let columns: [Peer] = [.vtasks, .nio, .dispatch, .swift, .cTimerfd, .inline]
+  /// The order of the columns; a peer no workload of this report ran gets none.
+  static let columnOrder: [Peer] = [.vtasks, .nio, .dispatch, .swift, .wasmkit, .cTimerfd, .inline]
+
+  var columns: [Peer] {
+    Self.columnOrder.filter { peer in rows.contains { $0.cells[peer.rawValue] != nil } }
+  }
 
   init(machine: Machine, quick: Bool, runs: Int, sizes: Sizes, results: [RowResult]) {
     self.machine = machine
@@ -43,6 +48,8 @@ struct Report: Codable, Sendable {
       "W1-W3 tasks": sizes.tasks, "W4 roundtrips": sizes.roundtrips, "W5 sleeps": sizes.timerMass,
       "W6 sleeps": sizes.precision, "W7 sleeps": sizes.cancel, "W8 pending sleeps": sizes.idleSleeps,
       "W8 idle window ms": Int(sizes.idleWindowNanos / 1_000_000),
+      "WA1 spawn+join calls": sizes.wasmSpawns, "WA2 threads": sizes.wasmThreads,
+      "WA2 adds per thread": sizes.wasmAddsPerThread,
     ]
     peers = Dictionary(uniqueKeysWithValues: Peer.allCases.map { ($0.rawValue, $0.apiNote) })
     var descriptions: [String: String] = [:]
@@ -95,14 +102,14 @@ struct Report: Codable, Sendable {
   }
 
   var header: [String] {
-    ["workload", "metric"] + Self.columns.map(\.title) + ["vtasks / best peer", "target", ""]
+    ["workload", "metric"] + columns.map(\.title) + ["vtasks / best peer", "target", ""]
   }
 
   var body: [[String]] {
     rows.map { row in
       let arrow = row.better == .higher ? "↑" : "↓"
       return ["\(row.workload) \(row.name)", "\(row.metric) (\(row.unit)) \(arrow)"]
-        + Self.columns.map { Self.cellText(row.cells[$0.rawValue], runs: runsPerCell) }
+        + columns.map { Self.cellText(row.cells[$0.rawValue], runs: runsPerCell) }
         + [ratioText(row), row.target ?? "", metText(row)]
     }
   }
@@ -131,7 +138,8 @@ struct Report: Codable, Sendable {
     out += "Each cell: median of \(runsPerCell) run\(runsPerCell == 1 ? "" : "s")"
     out += runsPerCell > 1 ? " (min..max). " : ". "
     out += "↑ higher is better, ↓ lower is better. \"vtasks / best peer\" divides this library's median "
-    out += "by the best of SwiftNIO, Dispatch and Swift's default executor (floors excluded).\n\n"
+    out += "by the best of the other peers of its row: SwiftNIO, Dispatch, Swift's default executor, "
+    out += "WasmKit's WASIThreads (floors excluded).\n\n"
     out += "| " + header.joined(separator: " | ") + " |\n"
     out += "|" + header.map { _ in "---" }.joined(separator: "|") + "|\n"
     for r in body { out += "| " + r.joined(separator: " | ") + " |\n" }
@@ -140,7 +148,7 @@ struct Report: Codable, Sendable {
     out += "\n## Workloads\n\n"
     for (k, v) in workloads.sorted(by: { $0.key < $1.key }) { out += "- **\(k)**: \(v)\n" }
     out += "\n## Peers\n\n"
-    for peer in Self.columns { out += "- **\(peer.title)**: \(peer.apiNote)\n" }
+    for peer in columns { out += "- **\(peer.title)**: \(peer.apiNote)\n" }
     return out
   }
 

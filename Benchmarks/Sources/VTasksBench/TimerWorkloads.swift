@@ -147,7 +147,7 @@ enum TimerWorkloads {
       let r = cb_timerfd_floor(Int32(n), period, samples.base)
       precondition(r == 0, "timerfd floor failed: \(r)")
       latch.done()
-    case .inline: fatalError("W6 has no \(peer) column")
+    case .inline, .wasmkit: fatalError("W6 has no \(peer) column")
     }
     latch.wait(orFail: "W6 \(peer)")
     let sorted = samples.sorted()

@@ -1,5 +1,6 @@
-/// What a workload is to the harness: an id (W1..W8), the peers it runs against, the metrics one
-/// run yields (each a row of the table, with the target for it), and the run itself.
+/// What a workload is to the harness: an id (W1..W8, WA1, WA2), the peers it runs against, the
+/// metrics one run yields (each a row of the table, with the target for it), and the run
+/// itself.
 enum Better: String, Codable, Sendable {
   case higher, lower
 }
@@ -42,11 +43,15 @@ struct Sizes: Sendable {
   var cancel = 100_000  // W7
   var idleSleeps = 10_000  // W8
   var idleWindowNanos: Int64 = 2_000_000_000  // W8
+  var wasmSpawns = 10_000  // WA1
+  var wasmThreads = 64  // WA2
+  var wasmAddsPerThread = 1_000_000  // WA2
 
   static let full = Sizes()
   static let quick = Sizes(
     tasks: 100_000, roundtrips: 2000, timerMass: 10_000, precision: 200, cancel: 10_000,
-    idleSleeps: 10_000, idleWindowNanos: 500_000_000)
+    idleSleeps: 10_000, idleWindowNanos: 500_000_000, wasmSpawns: 1000, wasmThreads: 64,
+    wasmAddsPerThread: 100_000)
 }
 
 struct Workload: Sendable {
