@@ -193,6 +193,32 @@ struct ExecutorTests {
     await mgr.shutdownGracefully()
   }
 
+  // Sequential round trips find the one thread spinning or parked idle and hand it the work:
+  // no second thread is started for them.
+  @Test func blockingPool_sequentialRoundTrips_reuseOneThread() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 8, prefix: "reuse")
+    let ran = Atomic<Int>(0)
+    let submitted = Countdown(1)
+    Thread.detachNewThread {
+      let gate = DispatchSemaphore(value: 0)
+      for i in 0..<2000 {
+        // The thread has finished the previous closure: it is spinning or parked, both idle.
+        while mgr.metrics().blockingThreadsBusy > 0 { sched_yield() }
+        if i == 1000 { usleep(2000) }  // once, long enough for the thread to stop spinning and park
+        try! mgr.taskDedicated {
+          ran.wrappingAdd(1, ordering: .relaxed)
+          gate.signal()
+        }
+        gate.wait()
+      }
+      submitted.tick()
+    }
+    await submitted.wait()
+    #expect(ran.load(ordering: .relaxed) == 2000)
+    #expect(mgr.metrics().blockingThreads == 1)
+    await mgr.shutdownGracefully()
+  }
+
   @Test func blockingPool_atTheCap_queuedWorkRunsInFIFOOrder() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "fifo")
     let order = Locked<[Int]>([])

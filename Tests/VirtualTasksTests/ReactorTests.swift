@@ -110,6 +110,59 @@ struct ReactorTests {
     await mgr.shutdownGracefully()
   }
 
+  // Deadlines a fraction of a microsecond apart: the reactor thread polls the clock for them
+  // instead of re-arming its timerfd each time. None may fire early, and once they are done a
+  // later sleep must still be armed and fire (the reactor left polling).
+  @Test func denselyPackedDeadlines_noneEarly_thenALaterSleepStillFires() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "dense")
+    let n = 20_000
+    let early = Atomic<Int>(0)
+    let done = Countdown(n)
+    let base = Syscall.continuousNow() + 20_000_000  // 20 ms from now
+    for i in 0..<n {
+      try mgr.taskShared {
+        let deadline = base + Int64(i) * 100  // 20k deadlines over 2 ms
+        await mgr.core.reactor.sleep(untilNanoseconds: deadline)
+        if Syscall.continuousNow() < deadline { early.wrappingAdd(1, ordering: .relaxed) }
+        done.tick()
+      }
+    }
+    await done.wait()
+    #expect(early.load(ordering: .relaxed) == 0)
+    #expect(mgr.metrics().pendingTimers == 0)
+    let later = Countdown(1)
+    let elapsed = Locked<Duration>(.zero)
+    try mgr.taskShared {
+      let start = ContinuousClock.now
+      await mgr.sleepNow(.milliseconds(30))
+      elapsed.withLock { $0 = ContinuousClock.now - start }
+      later.tick()
+    }
+    await later.wait()
+    #expect(elapsed.withLock { $0 } >= .milliseconds(30))
+    await mgr.shutdownGracefully()
+  }
+
+  // A task on manager A sleeping with manager B's sleepNow is resumed by B's reactor thread
+  // into A's pool (not into B's, and not lost in B's resume batch).
+  @Test func sleepOnAnotherManagersReactor_resumesOnTheTasksOwnWorkers() async throws {
+    let a = try makeManager(workers: 1, prefix: "ownA")
+    let b = try makeManager(workers: 1, prefix: "ownB")
+    let names = Locked<[String]>([])
+    let done = Countdown(100)
+    for _ in 0..<100 {
+      try a.taskShared {
+        await b.sleepNow(.microseconds(200))
+        names.withLock { $0.append(currentThreadName()) }
+        done.tick()
+      }
+    }
+    await done.wait()
+    #expect(names.withLock { $0.allSatisfy { $0.hasPrefix("ownA-w") } })
+    await a.shutdownGracefully()
+    await b.shutdownGracefully()
+  }
+
   @Test func equalDeadlines_resumeInSubmissionOrder() async throws {
     let mgr = try makeManager(workers: 1, prefix: "fifo")
     let n = 1000

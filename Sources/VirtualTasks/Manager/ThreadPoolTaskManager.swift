@@ -216,8 +216,8 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     self.logger = logger
     let workerCount = max(1, configuration.workerThreads ?? parallelism)
     let maxBlocking = max(1, configuration.maxBlockingThreads ?? max(200, 100 * parallelism))
-    reactor = try Reactor(threadName: "\(namePrefix)-reactor")
     workers = WorkerPool(count: workerCount, namePrefix: namePrefix)
+    reactor = try Reactor(threadName: "\(namePrefix)-reactor", batcher: workers)
     workers.timers = reactor
     blocking = BlockingPool(
       maxThreads: maxBlocking, keepAlive: configuration.blockingKeepAlive, namePrefix: namePrefix,

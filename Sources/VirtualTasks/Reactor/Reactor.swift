@@ -28,7 +28,18 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   let eventFD: Int32
   let timerFD: Int32
   private var thread: OSThread?
+  /// Told before and after the reactor thread resumes a batch of waiters, so that their jobs
+  /// reach the worker pool in one hand-off (unowned: the pool holds this reactor as its timers).
+  private unowned let batcher: (any ResumeBatcher)?
   private let stopRequested = Atomic<Bool>(false)
+  /// While `State.polling`: the deadline the reactor thread spins toward (lowered under the lock
+  /// by a sleep that is due sooner, read by the spinning thread without it).
+  private let pollTarget = Atomic<Int64>(.max)
+  /// A next deadline at most this far away is polled for rather than armed. Re-arming the
+  /// timerfd costs a `timerfd_settime` and a wake-up per deadline: with 100k sleeps spread over
+  /// 100 ms (W5, about one deadline per microsecond) the reactor thread spent its time in those
+  /// syscalls and fell milliseconds behind.
+  static let pollWindowNanos: Int64 = 50_000
 
   struct FdWaiter {
     let id: UInt64
@@ -50,6 +61,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     var timers = TimerHeap<SleepContinuation>()
     /// The absolute deadline the timerfd is armed at; 0 when disarmed.
     var armed: Int64 = 0
+    /// The reactor thread is polling the clock for the next deadline (`pollTarget`) instead of
+    /// arming the timerfd; a sleep inserted earlier than that lowers `pollTarget`.
+    var polling = false
     var closed = false
     var fds: [Int32: FdRecord] = [:]
     /// Readiness waits that finished before their continuation was attached.
@@ -63,7 +77,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   let state = Locked(State())
 
   /// Creates the three fds and starts the reactor thread; on failure closes what it opened.
-  init(threadName: String) throws(WasiThreadError) {
+  init(threadName: String, batcher: (any ResumeBatcher)? = nil) throws(WasiThreadError) {
+    self.batcher = batcher
     var opened: [Int32] = []
     func fail(_ name: String, _ r: Int32) -> WasiThreadError {
       for fd in opened { _ = Glibc.close(fd) }
@@ -109,7 +124,11 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     let token: TimerToken? = state.withLock { s in
       if s.closed { return nil }
       let token = s.timers.insert(deadline: deadline)
-      if let earliest = s.timers.earliestDeadline, s.armed == 0 || earliest < s.armed {
+      if s.polling {
+        if deadline < pollTarget.load(ordering: .relaxed) {
+          pollTarget.store(deadline, ordering: .relaxed)
+        }
+      } else if let earliest = s.timers.earliestDeadline, s.armed == 0 || earliest < s.armed {
         arm(&s, earliest)
       }
       return token
@@ -144,8 +163,10 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     defer { events.deallocate() }
     var expired: [SleepContinuation?] = []
     var readyWaiters: [(ReadinessContinuation, Result<Void, any Error>)] = []
+    var polling = false
     while true {
-      let n = vt_epoll_wait(epollFD, events, Int32(capacity), -1)
+      // While polling for a near deadline, only look at the fds (no blocking).
+      let n = vt_epoll_wait(epollFD, events, Int32(capacity), polling ? 0 : -1)
       if n < 0 {
         if n == -EINTR { continue }
         break  // EBADF/EINVAL: the epoll fd is unusable; nothing can wake us again.
@@ -168,11 +189,57 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
             into: &readyWaiters)
         }
       }
-      if timerFired { fireExpired(now: Syscall.continuousNow(), buffer: &expired) }
-      for (c, r) in readyWaiters { c.resume(with: r) }
-      readyWaiters.removeAll(keepingCapacity: true)
+      if polling {
+        waitForPollTarget()
+        timerFired = true
+      }
+      if timerFired || !readyWaiters.isEmpty {
+        batcher?.beginResumeBatch()
+        if timerFired { polling = fireExpiredOnReactorThread(buffer: &expired) }
+        for (c, r) in readyWaiters { c.resume(with: r) }
+        readyWaiters.removeAll(keepingCapacity: true)
+        batcher?.endResumeBatch()
+      }
       if stopRequested.load(ordering: .acquiring) { break }
     }
+  }
+
+  /// Spins until the poll target passes (or shutdown is requested). At most `pollWindowNanos`.
+  private func waitForPollTarget() {
+    var spins = 0
+    while Syscall.continuousNow() < pollTarget.load(ordering: .relaxed) {
+      if stopRequested.load(ordering: .relaxed) { return }
+      spins &+= 1
+      if spins & 63 == 0 { sched_yield_reactor() } else { vt_cpu_relax() }
+    }
+  }
+
+  /// The reactor thread's firing: pops every timer due now and resumes them; then, when the next
+  /// deadline is within `pollWindowNanos`, returns true to poll for it instead of arming the
+  /// timerfd (never early: the thread spins until the deadline has passed).
+  private func fireExpiredOnReactorThread(buffer expired: inout [SleepContinuation?]) -> Bool {
+    let now = Syscall.continuousNow()
+    let polling: Bool = state.withLock { s in
+      s.timers.popExpired(now: now, into: &expired)
+      s.firedTimers &+= expired.count
+      if s.armed <= now { s.armed = 0 }  // passed: the one-shot timerfd fired (or is about to)
+      guard let next = s.timers.earliestDeadline, !s.closed else {
+        s.polling = false
+        s.armed = 0
+        return false
+      }
+      if next &- now <= Self.pollWindowNanos {
+        s.polling = true
+        pollTarget.store(next, ordering: .relaxed)
+        return true
+      }
+      s.polling = false
+      if s.armed != next { arm(&s, next) }
+      return false
+    }
+    for c in expired { c?.resume() }
+    expired.removeAll(keepingCapacity: true)
+    return polling
   }
 
   /// Pops every timer due at `now` under the lock, re-arms for the next one, then resumes the
@@ -182,7 +249,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     state.withLock { s in
       s.timers.popExpired(now: now, into: &expired)
       s.firedTimers &+= expired.count
-      if let next = s.timers.earliestDeadline {
+      if s.polling {
+        // The reactor thread is polling: it fires what comes due next.
+      } else if let next = s.timers.earliestDeadline {
         arm(&s, next)
       } else {
         s.armed = 0
@@ -244,4 +313,11 @@ extension Reactor: WorkerTimerSource {
   func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {
     fireExpired(now: now, buffer: &buffer)
   }
+}
+
+@inline(__always)
+private func sched_yield_reactor() {
+  #if canImport(Glibc)
+    _ = Glibc.sched_yield()
+  #endif
 }

@@ -3,7 +3,7 @@
 /// N worker threads, fixed for the pool's life. Each worker owns a `LocalQueue` (a bounded ring plus
 /// a LIFO slot) that it pushes to when a job is enqueued from its own thread; jobs from other
 /// threads go to the shared injection queue, and `taskShared` calls from outside any task to the
-/// spawn queue (a worker creates those tasks: see `startSpawns`). An idle worker takes from the
+/// spawn queue (a worker creates those tasks: see `startNextSpawn`). An idle worker takes from the
 /// priority queue (reactor wake-ups), its LIFO slot, its ring, the spawn queue, the injection
 /// queue (a batch), then steals the oldest half of another worker's ring.
 ///
@@ -36,11 +36,14 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     var lifoStreak = 0
     /// Reused when this worker fires due timers (no allocation per fire). Worker thread only.
     var timerScratch: [SleepContinuation?] = []
-    /// Reused when this worker takes a batch of spawn requests. Worker thread only.
-    var spawnScratch: [@Sendable () async -> Void] = []
-    /// Set while this worker creates the tasks of spawn requests: their first jobs land in its
-    /// own queue, and it wakes at most one other worker per batch instead of one per task.
-    /// Worker thread only.
+    /// Spawn requests this worker took from the spawn queue and has not created yet: it creates
+    /// one, runs it, then creates the next. `spawnNext` indexes the next one; `spawnManager` is
+    /// their manager, held while any is left. Worker thread only.
+    var spawnBatch: [(@Sendable () async -> Void)?] = []
+    var spawnNext = 0
+    var spawnManager: ThreadPoolTaskManager?
+    /// Set while this worker creates a spawn request's task: its first job lands in the worker's
+    /// own queue without waking another worker (this one runs it next). Worker thread only.
     var quietEnqueue = false
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
@@ -63,6 +66,13 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// lock, with its own `terminated` flag set by `stopAndJoin`.
   private let priority = Locked<(queue: JobDeque, terminated: Bool)>((JobDeque(), false))
   private let priorityCount = Atomic<Int>(0)
+  /// While this pool's reactor thread resumes a batch (`beginResumeBatch`), the thread-owner
+  /// pointer of that thread, else 0; the jobs it resumes meanwhile collect in `resumeBatch`
+  /// (touched by that thread only) and reach the priority queue together at the end. Pushing
+  /// them one by one contended with the workers popping: 1000 timers due each millisecond (W5)
+  /// kept the reactor thread busy in futex wake-ups of that lock.
+  private let batchingOwner = Atomic<UInt>(0)
+  private var resumeBatch: [UnownedJob] = []
   /// `taskShared` calls from outside any task: a worker creates each task (see `SpawnRequest`).
   /// Locking rule: under its lock, with its own `terminated` flag set by `stopAndJoin`.
   /// `manager` is held (strongly) while requests are queued: the tasks use it as their executor
@@ -170,6 +180,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         }
       }
     } else if vt_thread_owner_index() == Self.reactorThreadIndex {
+      if let owner = vt_thread_owner(),
+        UInt(bitPattern: owner) == batchingOwner.load(ordering: .relaxed)
+      {
+        resumeBatch.append(job)  // our reactor thread, inside a batch
+        return
+      }
       let forwarded: Bool = priority.withLock { state in
         if state.terminated { return true }
         state.queue.pushBack(job)
@@ -194,6 +210,34 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     queued.wrappingAdd(1, ordering: .sequentiallyConsistent)
     if !quiet { notifyIfNeeded() }
+  }
+
+  /// The jobs resumed by the calling (reactor) thread until `endResumeBatch` are handed over
+  /// together. Reactor thread only.
+  func beginResumeBatch() {
+    guard let owner = vt_thread_owner() else { return }
+    batchingOwner.store(UInt(bitPattern: owner), ordering: .relaxed)
+  }
+
+  /// Pushes the batch to the priority queue under one lock and wakes a worker (which wakes
+  /// another while jobs remain). Reactor thread only.
+  func endResumeBatch() {
+    batchingOwner.store(0, ordering: .relaxed)
+    let count = resumeBatch.count
+    if count == 0 { return }
+    let forwarded: Bool = priority.withLock { state in
+      if state.terminated { return true }
+      for job in resumeBatch { state.queue.pushBack(job) }
+      return false
+    }
+    if forwarded {
+      for job in resumeBatch { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
+    } else {
+      priorityCount.wrappingAdd(count, ordering: .relaxed)
+      queued.wrappingAdd(count, ordering: .sequentiallyConsistent)
+      notifyIfNeeded()
+    }
+    resumeBatch.removeAll(keepingCapacity: true)
   }
 
   /// The index of the calling worker of this pool, or nil.
@@ -252,20 +296,15 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
       worker.jobsRun.store(ran, ordering: .relaxed)
       if stopping.load(ordering: .acquiring) { break }
-      // Spin briefly as a searcher before parking: cheap wake-ups for ping-pong work.
+      // Spin (`Spin`, up to 50 us) as a searcher before parking: ping-pong work and bursts
+      // arriving meanwhile cost no wake-up.
       if !isSearching {
         isSearching = true
         searching.wrappingAdd(1, ordering: .sequentiallyConsistent)
       }
-      var found = false
-      for round in 0..<32 {
-        if queued.load(ordering: .relaxed) > 0 {
-          found = true
-          break
-        }
-        if round < 24 { vt_cpu_relax() } else { sched_yield_shim() }
+      if Spin.until({ queued.load(ordering: .relaxed) > 0 }) {
+        continue
       }
-      if found { continue }
       // Register as a sleeper, stop searching, then re-check (see the protocol above).
       sleepers.withLock { stack in
         stack.append(worker.index)
@@ -332,9 +371,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       return job
     }
     if let job = popLocal(worker) { return job }
-    if spawnCount.load(ordering: .relaxed) > 0, startSpawns(worker), let job = popLocal(worker) {
-      return job
-    }
+    if let job = startNextSpawn(worker) { return job }
     // A batch from the injection queue: a fair share, at most 32, the rest into the local ring.
     buffer.removeAll(keepingCapacity: true)
     injection.withLock { state in
@@ -382,37 +419,50 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     return nil
   }
 
-  /// Takes a fair share (at most 32) of the spawn requests and creates their tasks here, so
-  /// that each task is allocated, run and freed on one thread (created by the submitting thread
-  /// and freed by a worker, every task took glibc's arena lock from both sides: W2 spent about
-  /// 40% of its time in that contention). Their first jobs land in this worker's queue; one
-  /// other worker is woken per batch. Returns whether it created any.
-  private func startSpawns(_ worker: Worker) -> Bool {
-    var batch = worker.spawnScratch
-    worker.spawnScratch = []
-    let (manager, lastHolder): (ThreadPoolTaskManager?, Bool) = spawns.withLock { state in
-      let share = min(32, state.queue.count / workers.count + 1)
-      while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
-      if state.queue.isEmpty {
-        defer { state.manager = nil }
-        return (state.manager, true)
+  /// Creates the task of the worker's next spawn request and returns its first job, taking a
+  /// fair share (at most 32) of the spawn queue first when the worker has none left.
+  ///
+  /// Why workers create these tasks: created by the submitting thread and freed by a worker,
+  /// every task took glibc's arena lock from both sides (W2 spent about 40% of its time in that
+  /// contention). Why one at a time: a task created right after the previous one finished
+  /// reuses its memory while it is still in cache, as the inline-executor floor does; creating
+  /// a whole batch before running any cost about twice as much per task in malloc alone.
+  private func startNextSpawn(_ worker: Worker) -> UnownedJob? {
+    if worker.spawnNext == worker.spawnBatch.count {
+      guard spawnCount.load(ordering: .relaxed) > 0 else { return nil }
+      worker.spawnBatch.removeAll(keepingCapacity: true)
+      worker.spawnNext = 0
+      var batch = worker.spawnBatch
+      worker.spawnBatch = []
+      worker.spawnManager = spawns.withLock { state in
+        let share = min(32, state.queue.count / workers.count + 1)
+        while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
+        if state.queue.isEmpty {
+          defer { state.manager = nil }  // the queue's reference moves to this worker
+          return state.manager
+        }
+        return state.manager
       }
-      return (state.manager, false)
+      worker.spawnBatch = batch
+      if batch.isEmpty {
+        worker.spawnManager = nil
+        return nil
+      }
+      spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
     }
-    let taken = batch.count
-    if taken > 0, let manager {
-      spawnCount.wrappingSubtract(taken, ordering: .relaxed)
-      worker.quietEnqueue = true
-      for body in batch { manager.startShared(body) }
-      worker.quietEnqueue = false
-      // Their jobs are counted now; the requests no longer are.
-      queued.wrappingSubtract(taken, ordering: .sequentiallyConsistent)
-      if taken > 1 { notifyIfNeeded() }
+    let body = worker.spawnBatch[worker.spawnNext].take()!
+    worker.spawnNext += 1
+    worker.quietEnqueue = true
+    worker.spawnManager!.startShared(body)
+    worker.quietEnqueue = false
+    // Its job is counted now; the request no longer is.
+    queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+    if worker.spawnNext == worker.spawnBatch.count {
+      worker.spawnBatch.removeAll(keepingCapacity: true)
+      worker.spawnNext = 0
+      worker.spawnManager = nil
     }
-    batch.removeAll(keepingCapacity: true)
-    worker.spawnScratch = batch
-    _ = lastHolder  // the queue's reference to the manager, if it was taken, ends here
-    return taken > 0
+    return popLocal(worker)
   }
 
   /// The worker's own next job: its LIFO slot (at most `maxLifoStreak` in a row), then its ring.
@@ -492,16 +542,18 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }
 }
 
-@inline(__always)
-private func sched_yield_shim() {
-  #if canImport(Glibc)
-    _ = Glibc.sched_yield()
-  #endif
-}
-
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// What a reactor thread tells the worker pool around a batch of resumptions (see
+/// `WorkerPool.beginResumeBatch`).
+protocol ResumeBatcher: AnyObject, Sendable {
+  func beginResumeBatch()
+  func endResumeBatch()
+}
+
+extension WorkerPool: ResumeBatcher {}
 
 /// What the worker pool needs from the reactor's timers (see `WorkerPool.timers`).
 protocol WorkerTimerSource: AnyObject, Sendable {
