@@ -10,7 +10,8 @@ import Foundation
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "Build and run the benchmarks (W1..W8 against SwiftNIO, Dispatch, Swift's executor).",
+    abstract:
+      "Build and run the benchmarks (W1..W8 against SwiftNIO, Dispatch, Swift's executor; WA1, WA2 against WasmKit's WASIThreads).",
     discussion: """
       Runs `swift build -c release` on the benchmark package, then its `vtasks-bench` \
       executable, which prints the table (medians of --runs runs, ratios to this library) and \
@@ -33,7 +34,7 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Runs per cell; the median is reported with min..max.")
   var runs: Int?
 
-  @Option(help: "Only these workloads, comma separated (W1..W8).")
+  @Option(help: "Only these workloads, comma separated (W1..W8, WA1, WA2).")
   var only: String?
 
   @Flag(name: .customLong("no-write"), help: "Print the table only; write no results files.")
