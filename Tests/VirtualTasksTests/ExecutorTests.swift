@@ -219,6 +219,31 @@ struct ExecutorTests {
     await mgr.shutdownGracefully()
   }
 
+  // A task enqueuing far faster than the pool drains is slowed down (back-pressure) only while
+  // the backlog shrinks: with the only other worker held, it must go on, not wait forever.
+  @Test func producerBackPressure_givesUpWhenNobodyCanDrain() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "press")
+    let gate = Gate()
+    let held = Countdown(1)
+    try mgr.taskShared {
+      held.tick()
+      gate.wait()  // test-only: holds one of the two workers
+    }
+    await held.wait()
+    let ran = Counter()
+    let spawned = Countdown(1)
+    try mgr.taskShared {
+      await withDiscardingTaskGroup { group in
+        for _ in 0..<50_000 { group.addTask { ran.add() } }
+        spawned.tick()
+      }
+    }
+    await spawned.wait()  // all 50k enqueued although the other worker drained nothing
+    gate.open()
+    #expect(await eventually { ran.count == 50_000 })
+    await mgr.shutdownGracefully()
+  }
+
   @Test func blockingPool_atTheCap_queuedWorkRunsInFIFOOrder() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "fifo")
     let order = Locked<[Int]>([])

@@ -45,6 +45,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Set while this worker creates a spawn request's task: its first job lands in the worker's
     /// own queue without waking another worker (this one runs it next). Worker thread only.
     var quietEnqueue = false
+    /// Enqueues left before `throttleProducer` may wait again after a wait in which the
+    /// backlog did not shrink. Worker thread only.
+    var throttleCooldown = 0
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
     var thread: OSThread?  // written before the thread starts, read by join only
@@ -179,6 +182,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           for j in overflow { state.queue.pushBack(j) }
         }
       }
+      if !quiet, jobBacklog > backlogLimit { throttleProducer(worker) }
     } else if vt_thread_owner_index() == Self.reactorThreadIndex {
       if let owner = vt_thread_owner(),
         UInt(bitPattern: owner) == batchingOwner.load(ordering: .relaxed)
@@ -238,6 +242,52 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       notifyIfNeeded()
     }
     resumeBatch.removeAll(keepingCapacity: true)
+  }
+
+  /// Jobs queued across the pool, spawn requests not counted (approximate: two relaxed loads).
+  @inline(__always)
+  private var jobBacklog: Int {
+    queued.load(ordering: .relaxed) &- spawnCount.load(ordering: .relaxed)
+  }
+
+  /// Jobs queued across the pool above which a job that keeps enqueuing from a worker is slowed
+  /// down (`throttleProducer`): for at most 500 us per enqueue.
+  private var backlogLimit: Int { 1024 * workers.count }
+
+  /// Back-pressure for a job that enqueues faster than the other workers can run what it
+  /// enqueues (a task adding a million TaskGroup children in a loop, W3): its worker yields the
+  /// CPU, for at most 500 us per enqueue, until the backlog is down to half the limit. Without
+  /// it the backlog grew to the whole million (about 1 GB of tasks), and each completing child,
+  /// which Swift's runtime finds by walking its group's list, took cache misses across that
+  /// gigabyte: 0.08 M/s. Only while another worker is awake to drain the queues; never on a
+  /// single-worker pool, and it gives up as soon as the backlog stops shrinking for 100 us (the
+  /// others may be blocked, e.g. on a lock the producer holds: a parent task cancelling 100k
+  /// children holds its status lock, which each child needs to finish), after which this worker
+  /// enqueues 1024 more jobs before it may wait again.
+  private func throttleProducer(_ worker: Worker) {
+    if workers.count < 2 { return }
+    if worker.throttleCooldown > 0 {
+      worker.throttleCooldown -= 1
+      return
+    }
+    var now = vt_clock_ns(Int32(VT_CLOCK_MONOTONIC))
+    let deadline = now &+ 500_000
+    var lowest = jobBacklog
+    var lastProgress = now
+    while lowest > backlogLimit / 2 {
+      if sleeperCount.load(ordering: .relaxed) >= workers.count - 1 { return }  // nobody else awake
+      _ = sched_yield()
+      now = vt_clock_ns(Int32(VT_CLOCK_MONOTONIC))
+      let backlog = jobBacklog
+      if backlog < lowest {
+        lowest = backlog
+        lastProgress = now
+      } else if now &- lastProgress > 100_000 {
+        worker.throttleCooldown = 1024  // stalled: the others cannot drain now
+        return
+      }
+      if now >= deadline { return }
+    }
   }
 
   /// The index of the calling worker of this pool, or nil.
