@@ -240,7 +240,12 @@ int vt_park(vt_parker *p, int64_t timeout_ns) {
     __atomic_store_n(&p->state, 0, __ATOMIC_SEQ_CST);
     return 1;
   }
-  int64_t deadline = timeout_ns >= 0 ? vt_clock_ns(CLOCK_MONOTONIC) + timeout_ns : -1;
+  int64_t deadline = -1;
+  if (timeout_ns >= 0) {
+    int64_t now = vt_clock_ns(CLOCK_MONOTONIC);
+    // A timeout past the end of the clock's range waits forever (no signed overflow).
+    deadline = timeout_ns > INT64_MAX - now ? -1 : now + timeout_ns;
+  }
   for (;;) {
     struct timespec ts, *tsp = NULL;
     if (deadline >= 0) {

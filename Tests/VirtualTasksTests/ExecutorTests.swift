@@ -244,6 +244,19 @@ struct ExecutorTests {
     await mgr.shutdownGracefully()
   }
 
+  // A keep-alive at the end of the clock's range keeps idle threads parked (the park's
+  // deadline, now + keep-alive, saturates instead of overflowing).
+  @Test func blockingPool_hugeKeepAlive_keepsTheIdleThread() async throws {
+    let mgr = try makeManager(workers: 1, maxBlocking: 4, keepAlive: .seconds(Int64.max), prefix: "forever")
+    let done = Countdown(1)
+    try mgr.taskDedicated { done.tick() }
+    await done.wait()
+    usleep(100_000)  // long past the spin: the thread has parked with that keep-alive
+    #expect(mgr.metrics().blockingThreads == 1)
+    #expect(threadsNamed("forever-b") == 1)
+    await mgr.shutdownGracefully()
+  }
+
   @Test func blockingPool_atTheCap_queuedWorkRunsInFIFOOrder() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "fifo")
     let order = Locked<[Int]>([])

@@ -44,12 +44,6 @@ final class ConditionLock: @unchecked Sendable {  // all access goes through the
   /// Waits (lock held) until signalled. Spurious wake-ups happen: re-check the predicate.
   func wait() { pthread_cond_wait(cond, mutex) }
 
-  /// Waits (lock held) until signalled or `nanoseconds` have passed. Returns false on timeout.
-  func wait(nanoseconds: Int64) -> Bool {
-    let deadline = vt_clock_ns(Int32(VT_CLOCK_MONOTONIC)) &+ max(0, nanoseconds)
-    var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-    return pthread_cond_timedwait(cond, mutex, &ts) != ETIMEDOUT
-  }
 
   func signal() { pthread_cond_signal(cond) }
   func broadcast() { pthread_cond_broadcast(cond) }
