@@ -30,6 +30,8 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   /// `core.workers`, unretained: `core` owns it for the manager's life. `enqueue` runs for every
   /// job from every thread; a retain there would bounce the pool's refcount between threads.
   private let pool: Unmanaged<WorkerPool>
+  /// `core.blocking`, unretained for the same reason (`core` owns it for the manager's life).
+  private let blockingPool: Unmanaged<BlockingPool>
 
   /// Starts the reactor and the workers (the blocking pool starts threads on demand).
   /// Throws `.systemCallFailed` when an fd cannot be had and `.spawnFailed` when a thread is
@@ -42,6 +44,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
       throw error
     }
     pool = Unmanaged.passUnretained(core.workers)
+    blockingPool = Unmanaged.passUnretained(core.blocking)
     do {
       try core.workers.start(executor: self.asUnownedTaskExecutor())
     } catch {
@@ -111,7 +114,15 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
 
   public func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
     if core.isForkedChild { throw .shutDown }
-    try core.blocking.submit(task)
+    let submitted: Result<Void, WasiThreadError> = blockingPool._withUnsafeGuaranteedRef { pool in
+      do throws(WasiThreadError) {
+        try pool.submit(task)
+        return .success(())
+      } catch {
+        return .failure(error)
+      }
+    }
+    try submitted.get()
   }
 
   /// Like `taskDedicated`, but the closure must start at once on an idle or a new blocking

@@ -23,6 +23,10 @@ import CShims
 import Synchronization
 
 final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pthread mutex) values and Atomics below
+  // The plain `var`s here and in `Worker` are `@exclusivity(unchecked)`: each is touched by one
+  // thread only (its worker, or the reactor thread) or written once before the workers start, so
+  // Swift's dynamic exclusivity checks (a TLS lookup and an access-set insert per access, about
+  // 15% of the submitting thread's time in W1 when the blocking pool had them) buy nothing.
   final class Worker: @unchecked Sendable {  // `local` is a Locked (pthread mutex); `parker` is only touched via vt_park/vt_unpark (atomic)
     let index: Int
     /// Locking rule: the owner pushes/pops under this lock; thieves lock it to steal.
@@ -30,24 +34,24 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     let parker: UnsafeMutablePointer<vt_parker>
     /// Set by `deferCurrentWorkerNextEnqueue()`: the next job this worker enqueues goes to the
     /// back of its ring. Only read and written by the worker thread itself.
-    var deferNextEnqueue = false
+    @exclusivity(unchecked) var deferNextEnqueue = false
     /// Jobs taken from the LIFO slot in a row (worker thread only). Capped so that two jobs
     /// that keep waking each other cannot starve the rest of the queue.
-    var lifoStreak = 0
+    @exclusivity(unchecked) var lifoStreak = 0
     /// Reused when this worker fires due timers (no allocation per fire). Worker thread only.
-    var timerScratch: [SleepContinuation?] = []
+    @exclusivity(unchecked) var timerScratch: [SleepContinuation?] = []
     /// Spawn requests this worker took from the spawn queue and has not created yet: it creates
     /// one, runs it, then creates the next. `spawnNext` indexes the next one; `spawnManager` is
     /// their manager, held while any is left. Worker thread only.
-    var spawnBatch: [(@Sendable () async -> Void)?] = []
-    var spawnNext = 0
-    var spawnManager: ThreadPoolTaskManager?
+    @exclusivity(unchecked) var spawnBatch: [(@Sendable () async -> Void)?] = []
+    @exclusivity(unchecked) var spawnNext = 0
+    @exclusivity(unchecked) var spawnManager: ThreadPoolTaskManager?
     /// Set while this worker creates a spawn request's task: its first job lands in the worker's
     /// own queue without waking another worker (this one runs it next). Worker thread only.
-    var quietEnqueue = false
+    @exclusivity(unchecked) var quietEnqueue = false
     /// Enqueues left before `throttleProducer` may wait again after a wait in which the
     /// backlog did not shrink. Worker thread only.
-    var throttleCooldown = 0
+    @exclusivity(unchecked) var throttleCooldown = 0
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
     var thread: OSThread?  // written before the thread starts, read by join only
@@ -75,7 +79,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// them one by one contended with the workers popping: 1000 timers due each millisecond (W5)
   /// kept the reactor thread busy in futex wake-ups of that lock.
   private let batchingOwner = Atomic<UInt>(0)
-  private var resumeBatch: [UnownedJob] = []
+  @exclusivity(unchecked) private var resumeBatch: [UnownedJob] = []
   /// `taskShared` calls from outside any task: a worker creates each task (see `SpawnRequest`).
   /// Locking rule: under its lock, with its own `terminated` flag set by `stopAndJoin`.
   /// `manager` is held (strongly) while requests are queued: the tasks use it as their executor
@@ -93,12 +97,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   private let stopping = Atomic<Bool>(false)
   private let namePrefix: String
   /// Where jobs run: the manager, as a task executor. Set once before any worker starts.
-  private var executor: UnownedTaskExecutor?
+  @exclusivity(unchecked) private var executor: UnownedTaskExecutor?
   /// The reactor's timers. Set once before any worker starts. One parked worker at a time (the
   /// watcher) parks with a timeout at the earliest deadline and fires the due timers itself, so a
   /// sleep wakes with one thread wake-up instead of two (reactor thread, then a worker). The
   /// reactor's timerfd still fires too: whichever comes first pops the timers, under its lock.
-  var timers: (any WorkerTimerSource)?
+  @exclusivity(unchecked) var timers: (any WorkerTimerSource)?
   private let timerWatcher = Atomic<Bool>(false)
 
   init(count: Int, namePrefix: String) {
