@@ -89,10 +89,10 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   public func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
     try core.admitShared()
     // From outside any task (a plain thread), a worker creates the task: it is then allocated
-    // and freed on one thread (see `WorkerPool.startSpawns`). From inside a task it is created
-    // here, inheriting that task's priority and task-local values as `Task.init` does.
-    if core.workers.currentWorkerIndex() == nil, !isInsideTask(),
-      pool._withUnsafeGuaranteedRef({ $0.submitSpawn(task, manager: self) })
+    // and freed on one thread (see `WorkerPool.startNextSpawn`). From inside a task it is
+    // created here, inheriting that task's priority and task-local values as `Task.init` does.
+    if !isInsideTask(),
+      pool._withUnsafeGuaranteedRef({ $0.currentWorkerIndex() == nil && $0.submitSpawn(task, manager: self) })
     {
       return
     }

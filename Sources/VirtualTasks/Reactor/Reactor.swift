@@ -195,7 +195,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       }
       if timerFired || !readyWaiters.isEmpty {
         batcher?.beginResumeBatch()
-        if timerFired { polling = fireExpiredOnReactorThread(buffer: &expired) }
+        if timerFired {
+          polling = fireExpired(now: Syscall.continuousNow(), buffer: &expired, mayPoll: true)
+        }
         for (c, r) in readyWaiters { c.resume(with: r) }
         readyWaiters.removeAll(keepingCapacity: true)
         batcher?.endResumeBatch()
@@ -210,25 +212,30 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     while Syscall.continuousNow() < pollTarget.load(ordering: .relaxed) {
       if stopRequested.load(ordering: .relaxed) { return }
       spins &+= 1
-      if spins & 63 == 0 { sched_yield_reactor() } else { vt_cpu_relax() }
+      if spins & 63 == 0 { _ = sched_yield() } else { vt_cpu_relax() }
     }
   }
 
-  /// The reactor thread's firing: pops every timer due now and resumes them; then, when the next
-  /// deadline is within `pollWindowNanos`, returns true to poll for it instead of arming the
-  /// timerfd (never early: the thread spins until the deadline has passed).
-  private func fireExpiredOnReactorThread(buffer expired: inout [SleepContinuation?]) -> Bool {
-    let now = Syscall.continuousNow()
+  /// Pops every timer due at `now` under the lock and resumes the batch in (deadline,
+  /// submission) order. Then, for the next deadline: with `mayPoll` (the reactor thread only),
+  /// when it is within `pollWindowNanos`, returns true to poll for it instead of arming the
+  /// timerfd (never early: the thread spins until it has passed); otherwise arms the timerfd at
+  /// it unless already armed there. Called without `mayPoll` by the timer-watcher worker (which
+  /// leaves the next deadline to a polling reactor thread) and by tests, to fire a far deadline
+  /// without waiting for it.
+  @discardableResult
+  func fireExpired(now: Int64, buffer expired: inout [SleepContinuation?], mayPoll: Bool = false) -> Bool {
     let polling: Bool = state.withLock { s in
       s.timers.popExpired(now: now, into: &expired)
       s.firedTimers &+= expired.count
+      if s.polling && !mayPoll { return false }  // the polling reactor thread fires the next
       if s.armed <= now { s.armed = 0 }  // passed: the one-shot timerfd fired (or is about to)
       guard let next = s.timers.earliestDeadline, !s.closed else {
         s.polling = false
         s.armed = 0
         return false
       }
-      if next &- now <= Self.pollWindowNanos {
+      if mayPoll && next &- now <= Self.pollWindowNanos {
         s.polling = true
         pollTarget.store(next, ordering: .relaxed)
         return true
@@ -240,25 +247,6 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     for c in expired { c?.resume() }
     expired.removeAll(keepingCapacity: true)
     return polling
-  }
-
-  /// Pops every timer due at `now` under the lock, re-arms for the next one, then resumes the
-  /// batch in (deadline, submission) order. Called by the reactor thread (and by tests, to fire
-  /// a far deadline without waiting for it).
-  func fireExpired(now: Int64, buffer expired: inout [SleepContinuation?]) {
-    state.withLock { s in
-      s.timers.popExpired(now: now, into: &expired)
-      s.firedTimers &+= expired.count
-      if s.polling {
-        // The reactor thread is polling: it fires what comes due next.
-      } else if let next = s.timers.earliestDeadline {
-        arm(&s, next)
-      } else {
-        s.armed = 0
-      }
-    }
-    for c in expired { c?.resume() }
-    expired.removeAll(keepingCapacity: true)
   }
 
   // MARK: shutdown
@@ -313,11 +301,4 @@ extension Reactor: WorkerTimerSource {
   func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {
     fireExpired(now: now, buffer: &buffer)
   }
-}
-
-@inline(__always)
-private func sched_yield_reactor() {
-  #if canImport(Glibc)
-    _ = Glibc.sched_yield()
-  #endif
 }

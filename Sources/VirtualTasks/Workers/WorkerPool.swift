@@ -80,7 +80,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// kept the reactor thread busy in futex wake-ups of that lock.
   private let batchingOwner = Atomic<UInt>(0)
   @exclusivity(unchecked) private var resumeBatch: [UnownedJob] = []
-  /// `taskShared` calls from outside any task: a worker creates each task (see `SpawnRequest`).
+  /// `taskShared` calls from outside any task: a worker creates each task (see `SpawnQueue`).
   /// Locking rule: under its lock, with its own `terminated` flag set by `stopAndJoin`.
   /// `manager` is held (strongly) while requests are queued: the tasks use it as their executor
   /// preference, so it must outlive them; one reference for the whole queue, not one per request.
@@ -194,27 +194,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         resumeBatch.append(job)  // our reactor thread, inside a batch
         return
       }
-      let forwarded: Bool = priority.withLock { state in
-        if state.terminated { return true }
-        state.queue.pushBack(job)
-        return false
-      }
-      if forwarded {
-        globalConcurrentExecutor.enqueue(ExecutorJob(job))
-        return
-      }
+      if !push(CollectionOfOne(job), to: priority) { return }
       priorityCount.wrappingAdd(1, ordering: .relaxed)
     } else {
-      let forwarded: Bool = injection.withLock { state in
-        if state.terminated { return true }
-        state.queue.pushBack(job)
-        return false
-      }
-      if forwarded {
-        // The pool is gone: run it on Swift's global executor rather than lose it.
-        globalConcurrentExecutor.enqueue(ExecutorJob(job))
-        return
-      }
+      if !push(CollectionOfOne(job), to: injection) { return }
     }
     queued.wrappingAdd(1, ordering: .sequentiallyConsistent)
     if !quiet { notifyIfNeeded() }
@@ -233,19 +216,30 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     batchingOwner.store(0, ordering: .relaxed)
     let count = resumeBatch.count
     if count == 0 { return }
-    let forwarded: Bool = priority.withLock { state in
-      if state.terminated { return true }
-      for job in resumeBatch { state.queue.pushBack(job) }
-      return false
-    }
-    if forwarded {
-      for job in resumeBatch { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
-    } else {
+    if push(resumeBatch, to: priority) {
       priorityCount.wrappingAdd(count, ordering: .relaxed)
       queued.wrappingAdd(count, ordering: .sequentiallyConsistent)
       notifyIfNeeded()
     }
     resumeBatch.removeAll(keepingCapacity: true)
+  }
+
+  /// Pushes `jobs` to a shared queue under one lock and returns true, or, once `stopAndJoin`
+  /// terminated it (the pool is gone), runs them on Swift's global executor rather than lose
+  /// them and returns false.
+  @inline(__always)
+  private func push<Jobs: Sequence<UnownedJob>>(
+    _ jobs: Jobs, to shared: Locked<(queue: JobDeque, terminated: Bool)>
+  ) -> Bool {
+    let accepted: Bool = shared.withLock { state in
+      if state.terminated { return false }
+      for job in jobs { state.queue.pushBack(job) }
+      return true
+    }
+    if !accepted {
+      for job in jobs { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
+    }
+    return accepted
   }
 
   /// Jobs queued across the pool, spawn requests not counted (approximate: two relaxed loads).
@@ -449,8 +443,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     // order. Oldest first matters for TaskGroups: Swift 6.3's runtime appends a child at the
     // tail of its group's list and, when it completes, looks for it from the head, so children
     // completing in creation order cost O(1) each. Newest-first stealing left the oldest
-    // children queued at the head and made every completion walk past them: W3 (1M children
-    // from one task, 2 workers) ran at 0.09 M/s with 840 MB live; oldest first, about 0.95 M/s.
+    // children queued at the head and made every completion walk past them. (What keeps W3
+    // fast is the producer's back-pressure in `throttleProducer`; this keeps each walk short.)
     let n = workers.count
     if n > 1 {
       for offset in 1..<n {
@@ -482,20 +476,17 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// reuses its memory while it is still in cache, as the inline-executor floor does; creating
   /// a whole batch before running any cost about twice as much per task in malloc alone.
   private func startNextSpawn(_ worker: Worker) -> UnownedJob? {
-    if worker.spawnNext == worker.spawnBatch.count {
+    // An exhausted batch is always emptied (below), so this means "none left".
+    if worker.spawnBatch.isEmpty {
       guard spawnCount.load(ordering: .relaxed) > 0 else { return nil }
-      worker.spawnBatch.removeAll(keepingCapacity: true)
-      worker.spawnNext = 0
       var batch = worker.spawnBatch
       worker.spawnBatch = []
       worker.spawnManager = spawns.withLock { state in
         let share = min(32, state.queue.count / workers.count + 1)
         while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
-        if state.queue.isEmpty {
-          defer { state.manager = nil }  // the queue's reference moves to this worker
-          return state.manager
-        }
-        return state.manager
+        let manager = state.manager
+        if state.queue.isEmpty { state.manager = nil }  // the queue's reference moves here
+        return manager
       }
       worker.spawnBatch = batch
       if batch.isEmpty {
