@@ -40,6 +40,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   /// 100 ms (W5, about one deadline per microsecond) the reactor thread spent its time in those
   /// syscalls and fell milliseconds behind.
   static let pollWindowNanos: Int64 = 50_000
+  /// How long after a deadline claimed by the timer watcher the timerfd fires anyway, in case the
+  /// watcher's own wake-up is that late.
+  static let watchGraceNanos: Int64 = 200_000
 
   struct FdWaiter {
     let id: UInt64
@@ -64,6 +67,11 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     /// The reactor thread is polling the clock for the next deadline (`pollTarget`) instead of
     /// arming the timerfd; a sleep inserted earlier than that lowers `pollTarget`.
     var polling = false
+    /// The deadline the timer watcher (a parked worker) has claimed, else 0. While it is the
+    /// earliest, the timerfd is armed `watchGraceNanos` after it, as a backstop, instead of at
+    /// it: two wake-ups at the same instant made the reactor thread, woken by the timerfd on the
+    /// watcher's CPU, preempt the watcher just as its sleep was due (25 us late at the median).
+    var watched: Int64 = 0
     var closed = false
     var fds: [Int32: FdRecord] = [:]
     /// Readiness waits that finished before their continuation was attached.
@@ -129,7 +137,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
           pollTarget.store(deadline, ordering: .relaxed)
         }
       } else if let earliest = s.timers.earliestDeadline, s.armed == 0 || earliest < s.armed {
-        arm(&s, earliest)
+        arm(&s, armTarget(s, earliest))
       }
       return token
     }
@@ -143,6 +151,13 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       let removed = state.withLock { $0.timers.remove(token) }
       removed.payload?.resume()
     }
+  }
+
+  /// Where the timerfd goes for the earliest deadline `earliest`: there, or a grace period later
+  /// when the timer watcher has claimed it (lock held).
+  @inline(__always)
+  private func armTarget(_ s: State, _ earliest: Int64) -> Int64 {
+    earliest == s.watched ? earliest &+ Self.watchGraceNanos : earliest
   }
 
   /// Arms the timerfd at `deadline` (lock held).
@@ -208,12 +223,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 
   /// Spins until the poll target passes (or shutdown is requested). At most `pollWindowNanos`.
   private func waitForPollTarget() {
-    var spins = 0
-    while Syscall.continuousNow() < pollTarget.load(ordering: .relaxed) {
-      if stopRequested.load(ordering: .relaxed) { return }
-      spins &+= 1
-      if spins & 63 == 0 { _ = sched_yield() } else { vt_cpu_relax() }
-    }
+    Spin.toDeadline(
+      { pollTarget.load(ordering: .relaxed) }, abort: { stopRequested.load(ordering: .relaxed) })
   }
 
   /// Pops every timer due at `now` under the lock and resumes the batch in (deadline,
@@ -241,7 +252,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         return true
       }
       s.polling = false
-      if s.armed != next { arm(&s, next) }
+      let target = armTarget(s, next)
+      if s.armed != target { arm(&s, target) }
       return false
     }
     for c in expired { c?.resume() }
@@ -296,6 +308,27 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 extension Reactor: WorkerTimerSource {
   func earliestDeadline() -> Int64? {
     state.withLock { $0.closed ? nil : $0.timers.earliestDeadline }
+  }
+
+  func claimEarliest() -> Int64? {
+    state.withLock { s in
+      // A polling reactor thread is awake for the next deadline already.
+      guard !s.closed, !s.polling, let earliest = s.timers.earliestDeadline else { return nil }
+      s.watched = earliest
+      // Armed at the deadline (or not at all): the backstop instead. Armed earlier (a cancelled
+      // sleep's deadline): left there; that fire finds nothing due and re-arms at the backstop.
+      if s.armed == earliest || s.armed == 0 { arm(&s, armTarget(s, earliest)) }
+      return earliest
+    }
+  }
+
+  func releaseClaim() {
+    state.withLock { s in
+      if s.watched == 0 { return }
+      s.watched = 0
+      guard !s.closed, !s.polling, let earliest = s.timers.earliestDeadline else { return }
+      if s.armed == 0 || earliest < s.armed { arm(&s, earliest) }
+    }
   }
 
   func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {

@@ -39,4 +39,21 @@ enum Spin {
       if vt_clock_ns(Int32(VT_CLOCK_MONOTONIC)) >= deadline { return found() }
     }
   }
+
+  /// Spins until CLOCK_BOOTTIME reaches `target()` (re-read each time: it may move) or `abort()`
+  /// returns true, pausing between reads and yielding the CPU every 64th. For waits the caller
+  /// has already bounded (the last tens of microseconds before a timer's deadline).
+  @inline(__always)
+  static func toDeadline(_ target: () -> Int64, abort: () -> Bool) {
+    var spins = 0
+    while Syscall.continuousNow() < target() {
+      if abort() { return }
+      spins &+= 1
+      #if canImport(Glibc)
+        if spins & 63 == 0 { _ = Glibc.sched_yield() } else { vt_cpu_relax() }
+      #else
+        vt_cpu_relax()
+      #endif
+    }
+  }
 }

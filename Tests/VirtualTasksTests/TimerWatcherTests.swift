@@ -1,0 +1,80 @@
+import Testing
+
+@testable import VirtualTasks
+
+/// The timer watcher's early wake-up: the margin it learns, and the claim that keeps the reactor's
+/// timerfd from firing at the very deadline the watcher is spinning toward.
+@Suite("Timer watcher: wake margin and deadline claims")
+struct TimerWatcherTests {
+  @Test func wakeMargin_settlesNearTheNinetiethPercentileOfItsWakeUps() {
+    let margin = WakeMargin()
+    // Lateness uniform over 0..<80 us (a seeded LCG): the 90th percentile is 72 us.
+    var seed: UInt64 = 42
+    for _ in 0..<20_000 {
+      seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      margin.record(lateness: Int64((seed >> 33) % 80_000))
+    }
+    #expect(margin.nanoseconds >= 62_000 && margin.nanoseconds <= 82_000, "margin \(margin.nanoseconds)")
+  }
+
+  @Test func wakeMargin_shrinksOnAPreciseMachine_andStaysWithinItsBounds() {
+    let margin = WakeMargin()
+    for _ in 0..<1000 { margin.record(lateness: 500) }
+    #expect(margin.nanoseconds == WakeMargin.minNanos)
+    for _ in 0..<1000 { margin.record(lateness: 5_000_000) }
+    #expect(margin.nanoseconds == WakeMargin.maxNanos)
+    for _ in 0..<1000 { margin.record(lateness: -1_000_000) }  // a clock step: never below the floor
+    #expect(margin.nanoseconds == WakeMargin.minNanos)
+  }
+
+  @Test func claimedDeadline_movesTheTimerfdToTheBackstop_andReleaseMovesItBack() async throws {
+    // A reactor of its own, with no worker pool that could claim deadlines meanwhile.
+    let reactor = try Reactor(threadName: "claim-reactor")
+    func armed() -> Int64 { reactor.state.withLock { $0.armed } }
+    func pending() -> Int { reactor.snapshot().pendingTimers }
+    let deadline = Syscall.continuousNow() + 3_600_000_000_000  // far: no timing premise
+    let sleeper = Task.detached { await reactor.sleep(untilNanoseconds: deadline) }
+    #expect(await eventually { pending() == 1 })
+    #expect(armed() == deadline)
+
+    #expect(reactor.claimEarliest() == deadline)
+    #expect(armed() == deadline + Reactor.watchGraceNanos)
+    // A sooner sleep is not the watcher's: the timerfd goes to exactly its deadline.
+    let sooner = deadline - 1_000_000_000
+    let second = Task.detached { await reactor.sleep(untilNanoseconds: sooner) }
+    #expect(await eventually { pending() == 2 })
+    #expect(armed() == sooner)
+    second.cancel()
+    await second.value
+
+    // Claimed again, then released (the watcher was woken for work): back to the deadline.
+    #expect(reactor.claimEarliest() == deadline)
+    reactor.releaseClaim()
+    #expect(reactor.state.withLock { $0.watched } == 0)
+    #expect(armed() <= deadline)  // at the cancelled sooner deadline (a harmless early fire) or ours
+    reactor.releaseClaim()  // twice: nothing to do
+    sleeper.cancel()
+    await sleeper.value
+    reactor.close()
+  }
+
+  @Test func claimWhileThePoolIsIdle_neverLosesTheDeadline() async throws {
+    // End to end: an idle worker claims the deadline (the timerfd is its backstop), and the sleep
+    // still ends, on time or later, never earlier.
+    let mgr = try makeManager(workers: 1, prefix: "claimw")
+    for _ in 0..<50 {
+      let start = ContinuousClock.now
+      await Task(executorPreference: mgr) { await mgr.sleepNow(.microseconds(700)) }.value
+      #expect(ContinuousClock.now - start >= .microseconds(700))
+    }
+    #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func claimAfterClose_isNil_andReleaseIsHarmless() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "claimc")
+    await mgr.shutdownGracefully()
+    #expect(mgr.core.reactor.claimEarliest() == nil)
+    mgr.core.reactor.releaseClaim()
+  }
+}
