@@ -459,6 +459,47 @@ struct ExecutorTests {
     #expect(m.spawnFailures == 0)
   }
 
+  @Test func liveSharedTasks_countsSuspendedTasks_andShutdownWaitsForThem() async throws {
+    // Accepted tasks are counted by the submitting side and finished ones by the workers: the
+    // difference is what shutdown waits for, from outside a task and from inside one.
+    let mgr = try makeManager(workers: 2, prefix: "live")
+    let started = Countdown(20)
+    let release = Countdown(1)
+    let finished = Counter()
+    for i in 0..<20 {
+      let body: @Sendable () async -> Void = {
+        started.tick()
+        await release.wait()
+        finished.add()
+      }
+      if i % 2 == 0 {
+        try mgr.taskShared(body)  // from outside any task: a spawn request
+      } else {
+        try await Task { try mgr.taskShared(body) }.value  // from inside a task
+      }
+    }
+    await started.wait()
+    var m = mgr.metrics()
+    #expect(m.liveSharedTasks == 20)
+    #expect(m.completedSharedTasks == 0)
+    let shutdown = Task { await mgr.shutdownGracefully() }
+    // Probe until admission is closed; the probes that got in are empty tasks.
+    let probes = Counter()
+    #expect(
+      await eventually {
+        guard (try? mgr.taskShared {}) != nil else { return true }
+        probes.add()
+        return false
+      })
+    #expect(await eventually { mgr.metrics().liveSharedTasks == 20 })  // the teardown waits for them
+    release.tick()
+    await shutdown.value
+    #expect(finished.count == 20)
+    m = mgr.metrics()
+    #expect(m.liveSharedTasks == 0)
+    #expect(m.completedSharedTasks == 20 + probes.count)
+  }
+
   @Test func yieldLoop_onOneWorker_doesNotStarveQueuedWork() async throws {
     // Two jobs that keep waking each other (a task in a Task.yield() loop and the yield's
     // continuation job) must not monopolise the LIFO slot: the queued setter has to run.

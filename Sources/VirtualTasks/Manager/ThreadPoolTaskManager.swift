@@ -198,9 +198,15 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   /// `Configuration.logger` with `manager` metadata; rare events only (`Logging.swift`).
   let logger: Logger
 
-  /// Bit 0: admission closed. Bits 1...: accepted shared tasks not yet finished.
-  private let sharedState = Atomic<Int>(0)
-  private let completedShared = Atomic<Int>(0)
+  /// Bit 0: admission closed. Bits 1...: shared tasks accepted so far (it only grows). Only
+  /// submitting threads write it: tasks finishing on the workers count themselves elsewhere
+  /// (`WorkerPool.countSharedFinished`), so a flood of submissions from one thread does not
+  /// bounce this cache line against every finishing task (W2).
+  private let admitted = Atomic<Int>(0)
+  /// Set by the teardown, after admission closed, before it waits for the shared tasks: from
+  /// then on each finishing task signals `lifecycleLock` (sequentially consistent with the
+  /// finished counts, so the teardown never misses the last one).
+  private let awaitingDrain = Atomic<Bool>(false)
 
   enum Lifecycle { case running, draining, stopped }
   /// Locking rule: `lifecycle`, `waiters` and `teardownThread` only under this lock; it also
@@ -238,7 +244,7 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   /// Init failed after the reactor started: undo it; the facade's deinit then does nothing.
   func abortStartup() {
     lifecycleLock.withLock { lifecycle = .stopped }
-    sharedState.bitwiseOr(1, ordering: .sequentiallyConsistent)
+    admitted.bitwiseOr(1, ordering: .sequentiallyConsistent)
     blocking.shutdownAndJoin()
     reactor.close()
   }
@@ -247,13 +253,13 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
 
   func admitShared() throws(WasiThreadError) {
     if isForkedChild { throw .shutDown }
-    var current = sharedState.load(ordering: .relaxed)
+    var current = admitted.load(ordering: .relaxed)
     while true {
       if current & 1 != 0 {
         logger.submitRejected(pool: "workers", reason: .shutDown)
         throw .shutDown
       }
-      let (exchanged, original) = sharedState.weakCompareExchange(
+      let (exchanged, original) = admitted.weakCompareExchange(
         expected: current, desired: current + 2,
         successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed)
       if exchanged { return }
@@ -262,13 +268,15 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   }
 
   func sharedFinished() {
-    completedShared.wrappingAdd(1, ordering: .relaxed)
-    let after = sharedState.wrappingSubtract(2, ordering: .acquiringAndReleasing).newValue
-    if after == 1 {
-      // Closed and drained: wake the teardown thread.
+    workers.countSharedFinished()
+    if awaitingDrain.load(ordering: .sequentiallyConsistent) {
+      // The teardown is waiting: let it re-count.
       lifecycleLock.withLock { lifecycleLock.broadcast() }
     }
   }
+
+  /// Shared tasks accepted so far (final once admission is closed).
+  private var admittedCount: Int { admitted.load(ordering: .sequentiallyConsistent) >> 1 }
 
   func isCallerInside() -> Bool {
     workers.currentWorkerIndex() != nil || blocking.isCurrentThreadInPool
@@ -316,7 +324,7 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   /// Closes admission and starts the teardown thread (lock held, lifecycle == .running).
   private func startTeardownLocked(joinable: Bool) {
     lifecycle = .draining
-    sharedState.bitwiseOr(1, ordering: .sequentiallyConsistent)
+    admitted.bitwiseOr(1, ordering: .sequentiallyConsistent)
     blocking.close()
     let result = OSThread.spawn(name: "\(namePrefix)-stop") { [self] in self.teardown() }
     switch result {
@@ -338,8 +346,10 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     let started = ContinuousClock.now
     logger.shutdownStarted(metrics())
     reactor.close()
+    let accepted = admittedCount  // admission is closed: final
+    awaitingDrain.store(true, ordering: .sequentiallyConsistent)
     lifecycleLock.withLock {
-      while sharedState.load(ordering: .sequentiallyConsistent) != 1 { lifecycleLock.wait() }
+      while workers.sharedFinishedCount < accepted { lifecycleLock.wait() }
     }
     blocking.shutdownAndJoin()
     workers.stopAndJoin()
@@ -357,14 +367,15 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   func metrics() -> ThreadPoolTaskManager.Metrics {
     let b = blocking.snapshot()
     let r = reactor.snapshot()
+    let finished = workers.sharedFinishedCount
     return .init(
       workerThreads: workers.workers.count,
       blockingThreads: b.threads, blockingThreadsBusy: b.busy, blockingThreadsIdle: b.idle,
       queuedSharedJobs: workers.queuedJobs, queuedBlockingJobs: b.queued,
-      completedSharedTasks: completedShared.load(ordering: .relaxed),
+      completedSharedTasks: finished,
       completedSharedJobs: workers.jobsRun,
       completedBlockingJobs: b.completed,
-      liveSharedTasks: sharedState.load(ordering: .relaxed) >> 1,
+      liveSharedTasks: max(0, admittedCount - finished),
       spawnFailures: b.spawnFailures,
       pendingTimers: r.pendingTimers, registeredFDs: r.registeredFDs)
   }

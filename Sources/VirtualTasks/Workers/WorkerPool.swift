@@ -54,6 +54,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     @exclusivity(unchecked) var throttleCooldown = 0
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
+    /// `taskShared` tasks that finished on this worker (written by it only; see
+    /// `countSharedFinished`).
+    let sharedFinished = Atomic<Int>(0)
     var thread: OSThread?  // written before the thread starts, read by join only
 
     init(index: Int) {
@@ -85,10 +88,16 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// `manager` is held (strongly) while requests are queued: the tasks use it as their executor
   /// preference, so it must outlive them; one reference for the whole queue, not one per request.
   private let spawns = Locked<SpawnQueue>(SpawnQueue())
+  /// Spawn requests in `spawns` (seq_cst: part of the idle protocol, like `queued`, which does
+  /// not count them). Its own counter so that the submitting thread's increments share no cache
+  /// line with the workers' per-job `queued` traffic; workers subtract a whole batch at once.
   private let spawnCount = Atomic<Int>(0)
+  /// `taskShared` tasks that finished off the workers (after they exited).
+  private let sharedFinishedElsewhere = Atomic<Int>(0)
   /// The thread-owner index a reactor thread marks itself with (`vt_set_thread_owner`).
   static let reactorThreadIndex = -2
-  /// Jobs in any queue (seq_cst: part of the idle protocol above).
+  /// Jobs in any queue (seq_cst: part of the idle protocol above); spawn requests are counted in
+  /// `spawnCount` instead, and the protocol reads both (`hasWork`).
   private let queued = Atomic<Int>(0)
   private let searching = Atomic<Int>(0)
   private let sleeperCount = Atomic<Int>(0)
@@ -150,8 +159,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       return true
     }
     guard accepted else { return false }
-    spawnCount.wrappingAdd(1, ordering: .relaxed)
-    queued.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    spawnCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
     notifyIfNeeded()
     return true
   }
@@ -244,10 +252,37 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     return accepted
   }
 
-  /// Jobs queued across the pool, spawn requests not counted (approximate: two relaxed loads).
+  /// Jobs queued across the pool, spawn requests not counted (approximate: a relaxed load).
   @inline(__always)
-  private var jobBacklog: Int {
-    queued.load(ordering: .relaxed) &- spawnCount.load(ordering: .relaxed)
+  private var jobBacklog: Int { queued.load(ordering: .relaxed) }
+
+  /// Whether any job or spawn request is queued: sequentially consistent loads (the idle
+  /// protocol's check), or relaxed ones (`relaxed`, for spinning).
+  @inline(__always)
+  private func hasWork(relaxed: Bool = false) -> Bool {
+    if relaxed {
+      return queued.load(ordering: .relaxed) > 0 || spawnCount.load(ordering: .relaxed) > 0
+    }
+    return queued.load(ordering: .sequentiallyConsistent) > 0
+      || spawnCount.load(ordering: .sequentiallyConsistent) > 0
+  }
+
+  /// Counts a finished `taskShared` task on the calling worker's own counter (no cache line
+  /// shared with other threads), or, off the workers, on a shared one.
+  @inline(__always)
+  func countSharedFinished() {
+    if let index = currentWorkerIndex() {
+      workers[index].sharedFinished.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    } else {
+      sharedFinishedElsewhere.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    }
+  }
+
+  /// `taskShared` tasks finished so far.
+  var sharedFinishedCount: Int {
+    workers.reduce(sharedFinishedElsewhere.load(ordering: .sequentiallyConsistent)) {
+      $0 + $1.sharedFinished.load(ordering: .sequentiallyConsistent)
+    }
   }
 
   /// Jobs queued across the pool above which a job that keeps enqueuing from a worker is slowed
@@ -336,7 +371,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         if isSearching {
           isSearching = false
           let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
-          if before == 1 && queued.load(ordering: .sequentiallyConsistent) > 0 { notifyIfNeeded() }
+          if before == 1 && hasWork() { notifyIfNeeded() }
         }
         worker.deferNextEnqueue = false
         job.runSynchronously(on: executor)
@@ -352,7 +387,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         isSearching = true
         searching.wrappingAdd(1, ordering: .sequentiallyConsistent)
       }
-      if Spin.until({ queued.load(ordering: .relaxed) > 0 }) {
+      if Spin.until({ hasWork(relaxed: true) }) {
         continue
       }
       // Register as a sleeper, stop searching, then re-check (see the protocol above).
@@ -364,7 +399,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         isSearching = false
         searching.wrappingSubtract(1, ordering: .sequentiallyConsistent)
       }
-      if queued.load(ordering: .sequentiallyConsistent) > 0 || stopping.load(ordering: .sequentiallyConsistent) {
+      if hasWork() || stopping.load(ordering: .sequentiallyConsistent) {
         if !leaveSleepers(worker) { isSearching = true }
         continue
       }
@@ -540,8 +575,6 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     worker.quietEnqueue = true
     worker.spawnManager!.startShared(body)
     worker.quietEnqueue = false
-    // Its job is counted now; the request no longer is.
-    queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
     if worker.spawnNext == worker.spawnBatch.count {
       worker.spawnBatch.removeAll(keepingCapacity: true)
       worker.spawnNext = 0
@@ -614,14 +647,15 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     for body in requests {
       spawnCount.wrappingSubtract(1, ordering: .relaxed)
-      queued.wrappingSubtract(1, ordering: .relaxed)
       manager?.startShared(body)
     }
   }
 
   // MARK: metrics
 
-  var queuedJobs: Int { max(0, queued.load(ordering: .relaxed)) }
+  var queuedJobs: Int {
+    max(0, queued.load(ordering: .relaxed)) + max(0, spawnCount.load(ordering: .relaxed))
+  }
   /// Workers counted as searching (tests check it never drifts below zero).
   var searchingCount: Int { searching.load(ordering: .relaxed) }
   var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }
