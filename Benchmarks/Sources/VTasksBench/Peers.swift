@@ -17,6 +17,8 @@ enum Peer: String, CaseIterable, Sendable {
   case cTimerfd = "c-timerfd"
   /// Floor: Swift task creation with an executor that runs each job on the enqueuing thread (W2, W3).
   case inline
+  /// Floor: cancelling tasks that wait on plain continuations, with no timer at all (W7).
+  case continuations = "bare-continuations"
 
   var title: String {
     switch self {
@@ -27,11 +29,12 @@ enum Peer: String, CaseIterable, Sendable {
     case .wasmkit: "WasmKit WASIThreads"
     case .cTimerfd: "floor: C timerfd"
     case .inline: "floor: inline executor"
+    case .continuations: "floor: bare continuations"
     }
   }
 
   /// Floors are limits, not choices: never the "best peer" of a row.
-  var isFloor: Bool { self == .cTimerfd || self == .inline }
+  var isFloor: Bool { self == .cTimerfd || self == .inline || self == .continuations }
 
   /// Which API of the peer the workloads use.
   var apiNote: String {
@@ -45,6 +48,10 @@ enum Peer: String, CaseIterable, Sendable {
     case .wasmkit: "WasmKitWASIThreads: a new pthread per thread-spawn"
     case .cTimerfd: "timerfd_settime(TFD_TIMER_ABSTIME) + read, 1 ns timer slack"
     case .inline: "Task(executorPreference:) on an executor running each job synchronously"
+    case .continuations:
+      "W7's TaskGroup on this library's workers, each child awaiting a plain continuation that its "
+        + "cancellation handler resumes: what cancelling and finishing the tasks costs in the Swift "
+        + "runtime with no timer"
     }
   }
 }

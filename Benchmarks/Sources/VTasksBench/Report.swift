@@ -34,7 +34,9 @@ struct Report: Codable, Sendable {
   var rows: [ReportRow]
 
   /// The order of the columns; a peer no workload of this report ran gets none.
-  static let columnOrder: [Peer] = [.vtasks, .nio, .dispatch, .swift, .wasmkit, .cTimerfd, .inline]
+  static let columnOrder: [Peer] = [
+    .vtasks, .nio, .dispatch, .swift, .wasmkit, .cTimerfd, .inline, .continuations,
+  ]
 
   var columns: [Peer] {
     Self.columnOrder.filter { peer in rows.contains { $0.cells[peer.rawValue] != nil } }

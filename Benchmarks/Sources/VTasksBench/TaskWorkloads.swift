@@ -72,7 +72,7 @@ enum TaskWorkloads {
     case .inline:
       let executor = p.inline
       for _ in 0..<n { Task(executorPreference: executor) { latch.done() } }
-    case .cTimerfd, .wasmkit: fatalError("W2 has no \(peer) column")
+    case .cTimerfd, .wasmkit, .continuations: fatalError("W2 has no \(peer) column")
     }
     latch.wait(orFail: "W2 \(peer)")
     return ["throughput": Double(n) / Double(nowNanos() - start) * 1e3]
@@ -129,7 +129,7 @@ enum TaskWorkloads {
       queue.async {
         for _ in 0..<n { queue.async { latch.done() } }
       }
-    case .cTimerfd, .wasmkit: fatalError("W3 has no \(peer) column")
+    case .cTimerfd, .wasmkit, .continuations: fatalError("W3 has no \(peer) column")
     }
     latch.wait(orFail: "W3 \(peer)")
     let elapsed = nowNanos() - start

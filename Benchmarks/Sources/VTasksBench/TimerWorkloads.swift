@@ -147,7 +147,7 @@ enum TimerWorkloads {
       let r = cb_timerfd_floor(Int32(n), period, samples.base)
       precondition(r == 0, "timerfd floor failed: \(r)")
       latch.done()
-    case .inline, .wasmkit: fatalError("W6 has no \(peer) column")
+    case .inline, .wasmkit, .continuations: fatalError("W6 has no \(peer) column")
     }
     latch.wait(orFail: "W6 \(peer)")
     let sorted = samples.sorted()
@@ -222,9 +222,9 @@ enum TimerWorkloads {
     "W7", "timer_cancel",
     "N sleeps of 10 s started, then all cancelled: time from the first cancel until every sleep "
       + "has returned (vtasks/Swift: cancel the parent of a TaskGroup; NIO: Scheduled.cancel, "
-      + "until every future failed; Dispatch: DispatchWorkItem.cancel); RSS before/after "
-      + "(heap trimmed).",
-    peers: [.vtasks, .nio, .swift, .dispatch],
+      + "until every future failed; Dispatch: DispatchWorkItem.cancel; the floor: the same TaskGroup "
+      + "awaiting bare continuations); RSS before/after (heap trimmed).",
+    peers: [.vtasks, .nio, .swift, .dispatch, .continuations],
     metrics: [
       MetricSpec("time", "cancel all", "ms", .lower, target: Targets.below(10, "ms")),
       MetricSpec("rss_before", "RSS before (process)", "MB", .lower, showsRatio: false),
@@ -287,6 +287,34 @@ enum TimerWorkloads {
       let start = nowNanos()
       parent.cancel()
       finished.wait(orFail: "W7 swift")
+      elapsed = nowNanos() - start
+    case .continuations:
+      let manager = p.manager
+      let slots = ContinuationSlots(n)
+      let started = Counter()
+      let finished = Latch(1)
+      let parent = Task(executorPreference: manager) {
+        await withDiscardingTaskGroup { group in
+          for i in 0..<n {
+            group.addTask {
+              await withTaskCancellationHandler {
+                await withUnsafeContinuation { c in
+                  slots.park(i, c)
+                  started.increment()
+                }
+              } onCancel: {
+                slots.resume(i)
+              }
+            }
+          }
+        }
+        finished.done()
+      }
+      waitUntil { started.current >= n }
+      pending = Probe.rss
+      let start = nowNanos()
+      parent.cancel()
+      finished.wait(orFail: "W7 bare continuations")
       elapsed = nowNanos() - start
     case .nio:
       let group = p.group
@@ -412,5 +440,41 @@ enum TimerWorkloads {
       return ["cpu": value]
     default: fatalError("W8 has no \(peer) column")
     }
+  }
+}
+
+/// W7's floor: one continuation slot per child. `park` stores a child's continuation, `resume`
+/// (its cancellation handler) resumes it, whichever order they come in. One mutex: the parks all
+/// happen before the cancels.
+final class ContinuationSlots: @unchecked Sendable {  // `slots` only under `lock`
+  private enum Slot {
+    case empty
+    case parked(UnsafeContinuation<Void, Never>)
+    case cancelled
+  }
+  private let lock = Mutex<Void>(())
+  private var slots: [Slot]
+
+  init(_ n: Int) { slots = Array(repeating: .empty, count: n) }
+
+  func park(_ i: Int, _ c: UnsafeContinuation<Void, Never>) {
+    let cancelled: Bool = lock.withLock { _ in
+      if case .cancelled = slots[i] { return true }
+      slots[i] = .parked(c)
+      return false
+    }
+    if cancelled { c.resume() }
+  }
+
+  func resume(_ i: Int) {
+    let c: UnsafeContinuation<Void, Never>? = lock.withLock { _ in
+      if case .parked(let c) = slots[i] {
+        slots[i] = .empty
+        return c
+      }
+      slots[i] = .cancelled
+      return nil
+    }
+    c?.resume()
   }
 }

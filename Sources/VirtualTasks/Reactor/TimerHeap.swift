@@ -1,10 +1,17 @@
-/// The reactor's timers: an indexed binary min-heap over a slab of slots.
+/// The reactor's timers: an indexed 4-ary min-heap over a slab of slots.
 ///
 /// O(log n) insert and cancel (each slot knows its heap position), O(1) peek. Ties on the deadline
 /// are broken by a submission sequence number, so equal deadlines fire in submission order. Slots
 /// are reused through a free list and carry a generation, so a stale token (a sleep that already
 /// fired or was cancelled) can never touch a newer timer. Not synchronised: the reactor guards it
 /// with its lock.
+///
+/// Layout, for the cache: each heap entry carries its own key (deadline, sequence), so a sift
+/// compares entries that sit side by side in one array (a node's four children share a cache
+/// line or two) instead of chasing every comparison into the slot array; 4 children per node
+/// halve the depth (8 levels for 100k timers, not 17). Sifts move a hole rather than swapping, and
+/// only moved entries have their slot's `heapIndex` rewritten. Cancelling 100k sleeps at random
+/// positions (W7) spent most of its time on the cancelling thread in the binary heap's misses.
 
 struct TimerToken: Sendable, Equatable {
   let slot: Int32
@@ -15,21 +22,32 @@ struct TimerHeap<Payload> {
   private struct Slot {
     var generation: UInt32 = 0
     var heapIndex: Int32 = -1  // -1: free
-    var deadline: Int64 = 0
-    var sequence: UInt64 = 0
     var payload: Payload?
   }
 
+  private struct Entry {
+    var deadline: Int64
+    var sequence: UInt64
+    var slot: Int32
+
+    @inline(__always)
+    func precedes(_ other: Entry) -> Bool {
+      deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
+    }
+  }
+
+  private static var arity: Int { 4 }
+
   private var slots: [Slot] = []
   private var free: [Int32] = []
-  private var heap: [Int32] = []
+  private var heap: [Entry] = []
   private var nextSequence: UInt64 = 0
 
   var count: Int { heap.count }
   var isEmpty: Bool { heap.isEmpty }
 
   /// The earliest deadline, or nil when empty.
-  var earliestDeadline: Int64? { heap.first.map { slots[Int($0)].deadline } }
+  var earliestDeadline: Int64? { heap.first?.deadline }
 
   mutating func insert(deadline: Int64) -> TimerToken {
     let slot: Int32
@@ -40,11 +58,8 @@ struct TimerHeap<Payload> {
       slots.append(Slot())
     }
     nextSequence &+= 1
-    slots[Int(slot)].deadline = deadline
-    slots[Int(slot)].sequence = nextSequence
     slots[Int(slot)].payload = nil
-    slots[Int(slot)].heapIndex = Int32(heap.count)
-    heap.append(slot)
+    heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
     siftUp(heap.count - 1)
     return TimerToken(slot: slot, generation: slots[Int(slot)].generation)
   }
@@ -70,7 +85,7 @@ struct TimerHeap<Payload> {
 
   /// Pops every timer whose deadline is <= now, in (deadline, submission) order.
   mutating func popExpired(now: Int64, into out: inout [Payload?]) {
-    while let top = heap.first, slots[Int(top)].deadline <= now {
+    while let top = heap.first, top.deadline <= now {
       out.append(removeAt(0))
     }
   }
@@ -81,13 +96,15 @@ struct TimerHeap<Payload> {
   }
 
   private mutating func removeAt(_ index: Int) -> Payload? {
-    let slot = heap[index]
+    let slot = heap[index].slot
     let last = heap.removeLast()
     if index < heap.count {
-      heap[index] = last
-      slots[Int(last)].heapIndex = Int32(index)
-      siftDown(index)
-      siftUp(index)
+      // The last entry fills the hole: it moves up or down from there.
+      if index > 0 && last.precedes(heap[(index - 1) / Self.arity]) {
+        place(last, at: index, up: true)
+      } else {
+        place(last, at: index, up: false)
+      }
     }
     let payload = slots[Int(slot)].payload
     slots[Int(slot)].payload = nil
@@ -97,38 +114,41 @@ struct TimerHeap<Payload> {
     return payload
   }
 
-  @inline(__always)
-  private func less(_ a: Int32, _ b: Int32) -> Bool {
-    let da = slots[Int(a)].deadline
-    let db = slots[Int(b)].deadline
-    return da < db || (da == db && slots[Int(a)].sequence < slots[Int(b)].sequence)
+  private mutating func siftUp(_ index: Int) {
+    place(heap[index], at: index, up: true)
   }
 
-  private mutating func siftUp(_ start: Int) {
+  /// Moves the hole at `start` up (toward the root) or down until `entry` fits there, then
+  /// stores it, rewriting `heapIndex` of every entry moved.
+  private mutating func place(_ entry: Entry, at start: Int, up: Bool) {
     var i = start
-    while i > 0 {
-      let parent = (i - 1) / 2
-      if !less(heap[i], heap[parent]) { break }
-      heap.swapAt(i, parent)
-      slots[Int(heap[i])].heapIndex = Int32(i)
-      slots[Int(heap[parent])].heapIndex = Int32(parent)
-      i = parent
+    if up {
+      while i > 0 {
+        let parent = (i - 1) / Self.arity
+        if !entry.precedes(heap[parent]) { break }
+        heap[i] = heap[parent]
+        slots[Int(heap[i].slot)].heapIndex = Int32(i)
+        i = parent
+      }
+    } else {
+      let n = heap.count
+      while true {
+        let first = Self.arity * i + 1
+        if first >= n { break }
+        var best = first
+        var child = first + 1
+        let end = min(first + Self.arity, n)
+        while child < end {
+          if heap[child].precedes(heap[best]) { best = child }
+          child += 1
+        }
+        if !heap[best].precedes(entry) { break }
+        heap[i] = heap[best]
+        slots[Int(heap[i].slot)].heapIndex = Int32(i)
+        i = best
+      }
     }
-  }
-
-  private mutating func siftDown(_ start: Int) {
-    var i = start
-    let n = heap.count
-    while true {
-      let l = 2 * i + 1
-      if l >= n { break }
-      var m = l
-      if l + 1 < n && less(heap[l + 1], heap[l]) { m = l + 1 }
-      if !less(heap[m], heap[i]) { break }
-      heap.swapAt(i, m)
-      slots[Int(heap[i])].heapIndex = Int32(i)
-      slots[Int(heap[m])].heapIndex = Int32(m)
-      i = m
-    }
+    heap[i] = entry
+    slots[Int(entry.slot)].heapIndex = Int32(i)
   }
 }

@@ -1,0 +1,54 @@
+import Testing
+
+@testable import VirtualTasks
+
+/// The timer heap against a plain sorted model: random inserts (with many equal deadlines),
+/// cancellations at random positions and partial pops, checked step by step.
+@Suite("Timer heap: order and cancellation against a model")
+struct TimerHeapTests {
+  @Test func randomInsertsCancelsAndPops_matchASortedModel() {
+    var heap = TimerHeap<Int>()
+    // The model: (deadline, submission number, id) of every live timer.
+    var live: [(deadline: Int64, order: Int, id: Int, token: TimerToken)] = []
+    var seed: UInt64 = 7
+    func next(_ bound: Int) -> Int {
+      seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      return Int((seed >> 33) % UInt64(bound))
+    }
+    var submitted = 0
+    var now: Int64 = 0
+    for step in 0..<40_000 {
+      switch next(10) {
+      case 0..<5:
+        let deadline = now + Int64(next(50))  // few distinct deadlines: many ties
+        let token = heap.insert(deadline: deadline)
+        let attached = heap.attach(token, submitted)
+        #expect(attached)
+        live.append((deadline, submitted, submitted, token))
+        submitted += 1
+      case 5..<8:
+        guard !live.isEmpty else { continue }
+        let victim = live.remove(at: next(live.count))
+        let removed = heap.remove(victim.token)
+        #expect(removed.found && removed.payload == victim.id, "step \(step)")
+        let again = heap.remove(victim.token)
+        #expect(!again.found, "a cancelled token is stale")
+      default:
+        now += Int64(next(20))
+        var fired: [Int?] = []
+        heap.popExpired(now: now, into: &fired)
+        let due = live.filter { $0.deadline <= now }.sorted {
+          ($0.deadline, $0.order) < ($1.deadline, $1.order)
+        }
+        live.removeAll { $0.deadline <= now }
+        #expect(fired.map { $0! } == due.map(\.id), "step \(step)")
+      }
+      #expect(heap.count == live.count)
+      #expect(heap.earliestDeadline == live.map(\.deadline).min())
+    }
+    var rest: [Int?] = []
+    heap.removeAll(into: &rest)
+    #expect(Set(rest.map { $0! }) == Set(live.map(\.id)))
+    #expect(heap.isEmpty)
+  }
+}
