@@ -64,6 +64,7 @@ struct Options {
 @main
 enum BenchCommand {
   static func main() {
+    if CommandLine.arguments.dropFirst().first == IdleChild.flag { IdleChild.run() }
     let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
     let sizes = options.quick ? Sizes.quick : Sizes.full
     let workloads = (TaskWorkloads.all + TimerWorkloads.all + WasmWorkloads.all).filter {
@@ -119,5 +120,54 @@ enum BenchCommand {
     let fm = FileManager.default
     if fm.fileExists(atPath: "Benchmarks/Package.swift") { return "Benchmarks/results" }
     return "results"
+  }
+}
+
+/// W8's child process: `vtasks-bench --idle-child PEER THREADS SLEEPS WINDOW_NS` measures one
+/// peer's idle CPU alone (`TimerWorkloads.idleCPU`) and prints it on stdout.
+enum IdleChild {
+  static let flag = "--idle-child"
+
+  /// Runs the child for `peer` and returns what it printed; a failed child ends the run.
+  static func measure(_ peer: Peer, threads: Int, sizes: Sizes) -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    process.arguments = [
+      flag, peer.rawValue, String(threads), String(sizes.idleSleeps), String(sizes.idleWindowNanos),
+    ]
+    let output = Pipe()
+    process.standardOutput = output
+    do {
+      try process.run()
+    } catch {
+      fatalError("W8: cannot start the child process: \(error)")
+    }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard process.terminationStatus == 0, let value = Double(text) else {
+      fatalError("W8 \(peer): the child exited with \(process.terminationStatus), printing '\(text)'")
+    }
+    return value
+  }
+
+  static func run() -> Never {
+    let a = Array(CommandLine.arguments.dropFirst(2))
+    guard a.count == 4, let peer = Peer(rawValue: a[0]), let threads = Int(a[1]), let n = Int(a[2]),
+      let window = Int64(a[3])
+    else {
+      writeStderr("vtasks-bench: usage: \(flag) PEER THREADS SLEEPS WINDOW_NS\n")
+      exit(2)
+    }
+    var sizes = Sizes.full
+    sizes.idleSleeps = n
+    sizes.idleWindowNanos = window
+    do {
+      print(try TimerWorkloads.idleCPU(peer, threads: threads, sizes: sizes))
+      exit(0)
+    } catch {
+      writeStderr("vtasks-bench: W8 \(peer): \(error)\n")
+      exit(1)
+    }
   }
 }
