@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import VirtualTasks
@@ -77,4 +78,63 @@ struct TimerWatcherTests {
     #expect(mgr.core.reactor.claimEarliest() == nil)
     mgr.core.reactor.releaseClaim()
   }
+
+  @Test func dueSleep_whileTheOnlyWorkerIsBusy_isFiredByItBetweenJobs() async throws {
+    // The only worker never parks: a child task keeps it busy with a yield loop while its parent
+    // sleeps. The sleeps that fall due meanwhile are fired by that worker between two of its
+    // jobs (the reactor's timerfd is only the backstop then). Every job stays on the worker's own
+    // queues, so this does not depend on how often it looks at the shared ones.
+    let mgr = try makeManager(workers: 1, prefix: "drive")
+    let state = LoopState()
+    let before = mgr.core.workers.timersFiredByWorkers.load(ordering: .relaxed)
+    let early = await Task(executorPreference: mgr) {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask {
+          while !state.flag.load(ordering: .relaxed) {
+            state.spins.add(1, ordering: .relaxed)
+            await Task.yield()
+          }
+        }
+        while state.spins.load(ordering: .relaxed) == 0 { await Task.yield() }
+        var early = 0
+        for _ in 0..<20 {
+          let start = ContinuousClock.now
+          await mgr.sleepNow(.microseconds(300))
+          if ContinuousClock.now - start < .microseconds(300) { early += 1 }
+        }
+        state.flag.store(true, ordering: .relaxed)
+        return early
+      }
+    }.value
+    let fired = mgr.core.workers.timersFiredByWorkers.load(ordering: .relaxed) - before
+    #expect(early == 0)
+    // At least one (not all 20: a preempted worker may leave one to the backstop).
+    #expect(fired >= 1, "fired by the worker: \(fired) of 20")
+    #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func yieldLoopOnTheOnlyWorker_doesNotStarveWorkFromOutside() async throws {
+    // Jobs from outside the pool wait in the injection queue; a worker whose own queue never
+    // empties (a yield loop) still takes one every `sharedQueueInterval` jobs.
+    let mgr = try makeManager(workers: 1, prefix: "fair")
+    let state = LoopState()
+    let loop = Task(executorPreference: mgr) {
+      while !state.flag.load(ordering: .relaxed) && state.spins.load(ordering: .relaxed) < 2_000_000 {
+        state.spins.add(1, ordering: .relaxed)
+        await Task.yield()
+      }
+    }
+    #expect(await eventually { state.spins.load(ordering: .relaxed) > 0 })
+    // From the test's own task (not a worker): the first job goes to the injection queue.
+    await Task(executorPreference: mgr) { state.flag.store(true, ordering: .relaxed) }.value
+    await loop.value
+    #expect(state.spins.load(ordering: .relaxed) < 2_000_000, "the outside job ran while the loop spun")
+    await mgr.shutdownGracefully()
+  }
+}
+
+private final class LoopState: Sendable {
+  let flag = Atomic<Bool>(false)
+  let spins = Atomic<Int>(0)
 }

@@ -32,6 +32,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   /// reach the worker pool in one hand-off (unowned: the pool holds this reactor as its timers).
   private unowned let batcher: (any ResumeBatcher)?
   private let stopRequested = Atomic<Bool>(false)
+  /// The earliest pending deadline, published for the workers (see `DeadlineHint`).
+  let deadlineHint = DeadlineHint()
   /// While `State.polling`: the deadline the reactor thread spins toward (lowered under the lock
   /// by a sleep that is due sooner, read by the spinning thread without it).
   private let pollTarget = Atomic<Int64>(.max)
@@ -132,12 +134,14 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     let token: TimerToken? = state.withLock { s in
       if s.closed { return nil }
       let token = s.timers.insert(deadline: deadline)
+      publishEarliest(s)
       if s.polling {
         if deadline < pollTarget.load(ordering: .relaxed) {
           pollTarget.store(deadline, ordering: .relaxed)
         }
-      } else if let earliest = s.timers.earliestDeadline, s.armed == 0 || earliest < s.armed {
-        arm(&s, armTarget(s, earliest))
+      } else if let earliest = s.timers.earliestDeadline {
+        let target = armTarget(s, earliest)
+        if s.armed == 0 || target < s.armed { arm(&s, target) }
       }
       return token
     }
@@ -148,16 +152,32 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         if !attached { continuation.resume() }  // already fired, cancelled or closed
       }
     } onCancel: {
-      let removed = state.withLock { $0.timers.remove(token) }
+      let removed = state.withLock { s in
+        defer { publishEarliest(s) }
+        return s.timers.remove(token)
+      }
       removed.payload?.resume()
     }
   }
 
   /// Where the timerfd goes for the earliest deadline `earliest`: there, or a grace period later
-  /// when the timer watcher has claimed it (lock held).
+  /// when a worker will fire it: the timer watcher has claimed it, or a worker is awake (awake
+  /// workers fire due timers between jobs, `WorkerPool.fireDueTimers`). Lock held.
   @inline(__always)
   private func armTarget(_ s: State, _ earliest: Int64) -> Int64 {
-    earliest == s.watched ? earliest &+ Self.watchGraceNanos : earliest
+    earliest == s.watched || workersDriveTimers ? earliest &+ Self.watchGraceNanos : earliest
+  }
+
+  /// Whether a worker of the pool is awake, and so checks the deadline hint between jobs.
+  private var workersDriveTimers: Bool { batcher?.workersAwake ?? false }
+
+  /// Publishes the earliest deadline to `deadlineHint` (lock held).
+  @inline(__always)
+  private func publishEarliest(_ s: State) {
+    let earliest = s.closed ? Int64.max : (s.timers.earliestDeadline ?? .max)
+    if deadlineHint.value.load(ordering: .relaxed) != earliest {
+      deadlineHint.value.store(earliest, ordering: .relaxed)
+    }
   }
 
   /// Arms the timerfd at `deadline` (lock held).
@@ -239,6 +259,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     let polling: Bool = state.withLock { s in
       s.timers.popExpired(now: now, into: &expired)
       s.firedTimers &+= expired.count
+      publishEarliest(s)
       if s.polling && !mayPoll { return false }  // the polling reactor thread fires the next
       if s.armed <= now { s.armed = 0 }  // passed: the one-shot timerfd fired (or is about to)
       guard let next = s.timers.earliestDeadline, !s.closed else {
@@ -246,14 +267,20 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         s.armed = 0
         return false
       }
-      if mayPoll && next &- now <= Self.pollWindowNanos {
+      // Poll only when no worker is awake to fire it between its jobs: a polling reactor
+      // thread is one more runnable thread, and on a small machine the busy workers were
+      // preempted for it (W5: timers late by milliseconds).
+      if mayPoll && next &- now <= Self.pollWindowNanos && !workersDriveTimers {
         s.polling = true
         pollTarget.store(next, ordering: .relaxed)
         return true
       }
       s.polling = false
       let target = armTarget(s, next)
-      if s.armed != target { arm(&s, target) }
+      // The reactor thread re-arms exactly. A worker firing between jobs only moves the timerfd
+      // earlier, never later: a backstop that fires early just re-arms, and a re-arm per fire was
+      // a `timerfd_settime` per deadline in a dense stream of them.
+      if mayPoll ? s.armed != target : (s.armed == 0 || target < s.armed) { arm(&s, target) }
       return false
     }
     for c in expired { c?.resume() }
@@ -272,6 +299,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       if s.closed { return false }
       s.closed = true
       s.timers.removeAll(into: &sleepers)
+      publishEarliest(s)
       for (fd, record) in s.fds {
         _ = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_DEL), fd, 0, 0)
         for w in record.waiters {
@@ -334,4 +362,13 @@ extension Reactor: WorkerTimerSource {
   func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {
     fireExpired(now: now, buffer: &buffer)
   }
+}
+
+/// The earliest pending sleep deadline (CLOCK_BOOTTIME ns; `Int64.max` when none), published by
+/// the reactor under its lock whenever it changes, read by awake workers between jobs without the
+/// lock: a relaxed load, and a clock read only while some sleep is pending. A stale value costs at
+/// most one look under the lock that finds nothing due, or a timer fired a job later (the
+/// timerfd stays armed as a backstop).
+final class DeadlineHint: Sendable {
+  let value = Atomic<Int64>(.max)
 }

@@ -35,11 +35,17 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Set by `deferCurrentWorkerNextEnqueue()`: the next job this worker enqueues goes to the
     /// back of its ring. Only read and written by the worker thread itself.
     @exclusivity(unchecked) var deferNextEnqueue = false
+    /// Jobs this worker took (the fairness tick of `nextJob`). Worker thread only.
+    @exclusivity(unchecked) var ticks = 0
     /// Jobs taken from the LIFO slot in a row (worker thread only). Capped so that two jobs
     /// that keep waking each other cannot starve the rest of the queue.
     @exclusivity(unchecked) var lifoStreak = 0
     /// Reused when this worker fires due timers (no allocation per fire). Worker thread only.
     @exclusivity(unchecked) var timerScratch: [SleepContinuation?] = []
+    /// While this worker fires due timers, the jobs they resume collect in `timerJobs` (reused)
+    /// and reach the priority queue together. Worker thread only.
+    @exclusivity(unchecked) var collectingTimerJobs = false
+    @exclusivity(unchecked) var timerJobs: [UnownedJob] = []
     /// Spawn requests this worker took from the spawn queue and has not created yet: it creates
     /// one, runs it, then creates the next. `spawnNext` indexes the next one; `spawnManager` is
     /// their manager, held while any is left. Worker thread only.
@@ -111,8 +117,14 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// watcher) parks with a timeout at the earliest deadline and fires the due timers itself, so a
   /// sleep wakes with one thread wake-up instead of two (reactor thread, then a worker). The
   /// reactor's timerfd still fires too: whichever comes first pops the timers, under its lock.
-  @exclusivity(unchecked) var timers: (any WorkerTimerSource)?
+  @exclusivity(unchecked) var timers: (any WorkerTimerSource)? {
+    didSet { deadlineHint = timers?.deadlineHint }
+  }
+  /// `timers.deadlineHint`, held directly: read after every job. Set once before any worker starts.
+  @exclusivity(unchecked) private var deadlineHint: DeadlineHint?
   private let timerWatcher = Atomic<Bool>(false)
+  /// Sleeps whose resumption a worker fired itself (between jobs, or as the watcher); relaxed.
+  let timersFiredByWorkers = Atomic<Int>(0)
   /// How early the watcher's timed park ends before the deadline (learnt from its own wake-ups).
   let wakeMargin = WakeMargin()
 
@@ -140,6 +152,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 
   /// Jobs run from the LIFO slot in a row before it yields to the ring (tokio uses 3).
   static let maxLifoStreak = 3
+  /// Every this many jobs a worker looks at the shared queues before its own (tokio: 61).
+  static let sharedQueueInterval = 61
 
   // MARK: enqueue (any thread)
 
@@ -168,6 +182,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     var quiet = false
     if let index = currentWorkerIndex() {
       let worker = workers[index]
+      if worker.collectingTimerJobs {
+        worker.timerJobs.append(job)  // a sleeper this worker resumed (`fireDueTimers`)
+        return
+      }
       quiet = worker.quietEnqueue
       // A yield (`sleepNow(0)`) goes behind the others, not into the LIFO slot, or it would
       // run again at once.
@@ -255,6 +273,15 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// Jobs queued across the pool, spawn requests not counted (approximate: a relaxed load).
   @inline(__always)
   private var jobBacklog: Int { queued.load(ordering: .relaxed) }
+
+  /// Whether a pending sleep's deadline has passed (the reactor's hint: a relaxed load, and a
+  /// clock read only while a sleep is pending).
+  @inline(__always)
+  private func timersDue() -> Bool {
+    guard let hint = deadlineHint else { return false }
+    let deadline = hint.value.load(ordering: .relaxed)
+    return deadline != .max && deadline <= Syscall.continuousNow()
+  }
 
   /// Whether any job or spawn request is queued: sequentially consistent loads (the idle
   /// protocol's check), or relaxed ones (`relaxed`, for spinning).
@@ -366,6 +393,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     var ran = 0
 
     while true {
+      // Awake workers fire the sleeps that are due between their jobs: no reactor thread to
+      // wake, and no thread hop (the tasks land in this worker's queue).
+      if timersDue() { fireDueTimers(worker) }
       if let job = nextJob(worker, &stealBuffer) {
         queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
         if isSearching {
@@ -387,7 +417,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         isSearching = true
         searching.wrappingAdd(1, ordering: .sequentiallyConsistent)
       }
-      if Spin.until({ hasWork(relaxed: true) }) {
+      if Spin.until({ hasWork(relaxed: true) || timersDue() }) {
         continue
       }
       // Register as a sleeper, stop searching, then re-check (see the protocol above).
@@ -462,10 +492,22 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// afterwards is a sleeper woken to share them.
   private func fireDueTimers(_ worker: Worker) {
     guard let timers else { return }
-    worker.quietEnqueue = true
+    worker.collectingTimerJobs = true
     timers.fireDue(now: Syscall.continuousNow(), buffer: &worker.timerScratch)
-    worker.quietEnqueue = false
-    if queued.load(ordering: .sequentiallyConsistent) > 1 { notifyIfNeeded() }
+    worker.collectingTimerJobs = false
+    let count = worker.timerJobs.count
+    if count == 0 { return }
+    timersFiredByWorkers.wrappingAdd(count, ordering: .relaxed)
+    // Into the priority queue, like the reactor's resumptions: served first by every worker, so
+    // a wake-up never waits behind a backlog (in this worker's ring, or the injection queue it
+    // overflows to, it waited behind 100k spawn requests: 700 ms in W5). This worker takes the
+    // first of them next; a sleeper is woken only to share the rest.
+    if push(worker.timerJobs, to: priority) {
+      priorityCount.wrappingAdd(count, ordering: .relaxed)
+      queued.wrappingAdd(count, ordering: .sequentiallyConsistent)
+      if count > 1 { notifyIfNeeded() }
+    }
+    worker.timerJobs.removeAll(keepingCapacity: true)
   }
 
   /// Takes a registered-but-awake worker out of the sleepers. Returns true when it was still
@@ -492,6 +534,15 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     {
       priorityCount.wrappingSubtract(1, ordering: .relaxed)
       return job
+    }
+    // Every `sharedQueueInterval`-th job, look at the shared queues first (tokio checks its
+    // global queue every 61 ticks): a task that keeps re-enqueuing itself locally (a yield loop)
+    // must not starve the work submitted from outside. Injected jobs go to the back of the ring,
+    // behind the injected jobs it already holds, so they still run in the order they came.
+    worker.ticks &+= 1
+    if worker.ticks % Self.sharedQueueInterval == 0 {
+      if let job = startNextSpawn(worker) { return job }
+      moveInjectedToRing(worker, &buffer)
     }
     if let job = popLocal(worker) { return job }
     if let job = startNextSpawn(worker) { return job }
@@ -540,6 +591,21 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
     }
     return nil
+  }
+
+  /// Moves a few injected jobs (at most 8, and no more than the ring has room for) to the back of
+  /// the worker's ring. Only the owner pushes to its ring, so the room it saw cannot shrink.
+  private func moveInjectedToRing(_ worker: Worker, _ buffer: inout [UnownedJob]) {
+    let room = worker.local.withLock { LocalQueue.capacity - $0.count }
+    if room <= 0 { return }
+    buffer.removeAll(keepingCapacity: true)
+    injection.withLock { state in
+      while buffer.count < min(8, room), let j = state.queue.popFront() { buffer.append(j) }
+    }
+    if buffer.isEmpty { return }
+    worker.local.withLock { local in
+      for j in buffer { _ = local.pushBack(j) }  // fits: see above
+    }
   }
 
   /// Creates the task of the worker's next spawn request and returns its first job, taking a
@@ -670,9 +736,13 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 protocol ResumeBatcher: AnyObject, Sendable {
   func beginResumeBatch()
   func endResumeBatch()
+  /// Whether a worker is awake (not parked): it fires due timers between its jobs.
+  var workersAwake: Bool { get }
 }
 
-extension WorkerPool: ResumeBatcher {}
+extension WorkerPool: ResumeBatcher {
+  var workersAwake: Bool { sleeperCount.load(ordering: .relaxed) < workers.count }
+}
 
 /// What the worker pool needs from the reactor's timers (see `WorkerPool.timers`).
 protocol WorkerTimerSource: AnyObject, Sendable {
@@ -684,6 +754,8 @@ protocol WorkerTimerSource: AnyObject, Sendable {
   func claimEarliest() -> Int64?
   /// Ends the claim: the timerfd is armed at the earliest deadline again if it was not.
   func releaseClaim()
+  /// The earliest deadline, published for lock-free checks between jobs.
+  var deadlineHint: DeadlineHint { get }
   /// Fires, from the calling thread, every timer due at `now`, collecting into `buffer` (the
   /// caller's reusable scratch: no allocation per fire).
   func fireDue(now: Int64, buffer: inout [SleepContinuation?])
