@@ -51,4 +51,33 @@ struct TimerHeapTests {
     #expect(Set(rest.map { $0! }) == Set(live.map(\.id)))
     #expect(heap.isEmpty)
   }
+
+  @Test func emptiedAfterABurst_releasesItsStorage_andOldTokensStayStale() {
+    var heap = TimerHeap<Int>()
+    let burst = (0..<(TimerHeap<Int>.retainedSlots + 100)).map { heap.insert(deadline: Int64($0)) }
+    for t in burst { _ = heap.remove(t) }
+    #expect(heap.isEmpty)
+    // New timers reuse slot numbers from zero; none of the old tokens may touch them.
+    let fresh = (0..<10).map { heap.insert(deadline: Int64(1000 + $0)) }
+    for t in burst { #expect(!heap.contains(t)) }
+    for t in burst.prefix(10) {
+      let removed = heap.remove(t)
+      #expect(!removed.found)
+    }
+    #expect(heap.count == 10)
+    for t in fresh { #expect(heap.contains(t)) }
+  }
+
+  @Test func ringDeque_drainedAfterABurst_staysFIFO() {
+    var ring = RingDeque<Int>()
+    for round in 0..<3 {
+      for i in 0..<(RingDeque<Int>.retainedCapacity * 2) { ring.pushBack(round * 100_000 + i) }
+      var expected = round * 100_000
+      while let v = ring.popFront() {
+        #expect(v == expected)
+        expected += 1
+      }
+      #expect(ring.isEmpty)
+    }
+  }
 }

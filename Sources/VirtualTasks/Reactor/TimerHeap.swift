@@ -42,6 +42,13 @@ struct TimerHeap<Payload> {
   private var free: [Int32] = []
   private var heap: [Entry] = []
   private var nextSequence: UInt64 = 0
+  /// The generation a new slot starts at: above every generation a token was ever given, so a
+  /// stale token can never match a slot created after the storage was released (`releaseIfIdle`).
+  private var nextFreshGeneration: UInt32 = 0
+
+  /// Above this many slots, an empty heap gives its storage back (100k cancelled sleeps held
+  /// about 5 MB until the next burst reused it).
+  static var retainedSlots: Int { 4096 }
 
   var count: Int { heap.count }
   var isEmpty: Bool { heap.isEmpty }
@@ -55,7 +62,7 @@ struct TimerHeap<Payload> {
       slot = s
     } else {
       slot = Int32(slots.count)
-      slots.append(Slot())
+      slots.append(Slot(generation: nextFreshGeneration))
     }
     nextSequence &+= 1
     slots[Int(slot)].payload = nil
@@ -110,8 +117,18 @@ struct TimerHeap<Payload> {
     slots[Int(slot)].payload = nil
     slots[Int(slot)].heapIndex = -1
     slots[Int(slot)].generation &+= 1
+    nextFreshGeneration = max(nextFreshGeneration, slots[Int(slot)].generation &+ 1)
     free.append(slot)
+    if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
     return payload
+  }
+
+  /// Drops the slot, free-list and heap storage of an empty heap (tokens stay stale: see
+  /// `nextFreshGeneration`).
+  private mutating func releaseStorage() {
+    slots = []
+    free = []
+    heap = []
   }
 
   private mutating func siftUp(_ index: Int) {
