@@ -67,17 +67,4 @@ struct TimerHeapTests {
     #expect(heap.count == 10)
     for t in fresh { #expect(heap.contains(t)) }
   }
-
-  @Test func ringDeque_drainedAfterABurst_staysFIFO() {
-    var ring = RingDeque<Int>()
-    for round in 0..<3 {
-      for i in 0..<(RingDeque<Int>.retainedCapacity * 2) { ring.pushBack(round * 100_000 + i) }
-      var expected = round * 100_000
-      while let v = ring.popFront() {
-        #expect(v == expected)
-        expected += 1
-      }
-      #expect(ring.isEmpty)
-    }
-  }
 }

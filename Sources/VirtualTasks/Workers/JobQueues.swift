@@ -65,16 +65,8 @@ struct RingDeque<Element> {
     ring[head] = nil
     head = (head + 1) & (ring.count - 1)
     count -= 1
-    // Drained after a burst (a million spawn requests, 100k resumed sleeps): give the memory back.
-    if count == 0 && ring.count > Self.retainedCapacity {
-      ring = Array(repeating: nil, count: 64)
-      head = 0
-    }
     return job
   }
-
-  /// Above this capacity, a drained ring shrinks back to its initial 64 slots.
-  static var retainedCapacity: Int { 4096 }
 
   private mutating func grow() {
     var bigger: [Element?] = Array(repeating: nil, count: ring.count * 2)
