@@ -114,9 +114,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// Where jobs run: the manager, as a task executor. Set once before any worker starts.
   @exclusivity(unchecked) private var executor: UnownedTaskExecutor?
   /// The reactor's timers. Set once before any worker starts. One parked worker at a time (the
-  /// watcher) parks with a timeout at the earliest deadline and fires the due timers itself, so a
-  /// sleep wakes with one thread wake-up instead of two (reactor thread, then a worker). The
-  /// reactor's timerfd still fires too: whichever comes first pops the timers, under its lock.
+  /// watcher) claims the earliest deadline, parks until just before it, spins to it and fires the
+  /// due timers itself, so a sleep wakes with no thread hop; awake workers fire due timers between
+  /// jobs. The reactor's timerfd stays armed as a backstop: whichever comes first pops the
+  /// timers, under its lock.
   @exclusivity(unchecked) var timers: (any WorkerTimerSource)? {
     didSet { deadlineHint = timers?.deadlineHint }
   }
@@ -394,7 +395,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 
     while true {
       // Awake workers fire the sleeps that are due between their jobs: no reactor thread to
-      // wake, and no thread hop (the tasks land in this worker's queue).
+      // wake (the tasks go to the priority queue, and this worker takes the first next).
       if timersDue() { fireDueTimers(worker) }
       if let job = nextJob(worker, &stealBuffer) {
         queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
@@ -462,7 +463,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       } else {
         // Timed out just before the earliest deadline: leave the sleepers (or take a wake-up that
         // raced in), spin to the deadline (not when work is waiting for us), then fire the due
-        // timers here; their tasks land in this worker's own queue, which it runs next.
+        // timers here; this worker runs the first of their tasks next (`fireDueTimers`).
         if leaveSleepers(worker) {
           spinToEarliestDeadline()
         } else {
@@ -487,9 +488,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     Spin.toDeadline({ deadline }, abort: { stopping.load(ordering: .relaxed) })
   }
 
-  /// Fires the due timers from this worker. Their jobs go to its own queue without waking
-  /// another worker (this one runs the first next); only when more than one job is queued
-  /// afterwards is a sleeper woken to share them.
+  /// Fires the due timers from this worker (between jobs, or as the timer watcher). The jobs they
+  /// resume collect in `timerJobs` and go to the priority queue together (see below).
   private func fireDueTimers(_ worker: Worker) {
     guard let timers else { return }
     worker.collectingTimerJobs = true
