@@ -6,7 +6,10 @@
 /// `ContinuousClock`, so no caller measuring with it ever sees an early wake). The reactor is not
 /// woken for that: the kernel wakes it when the timerfd fires, so the eventfd is written only to
 /// stop the reactor. On expiry the reactor pops every expired timer under the lock, re-arms for
-/// the next one, and resumes the batch after unlocking, in (deadline, submission) order.
+/// the next one, and resumes the batch after unlocking, in (deadline, submission) order. Workers
+/// fire timers too: awake ones between jobs (through `deadlineHint`), a parked one as the timer
+/// watcher (`claimEarliest`); while they do, the timerfd is armed `watchGraceNanos` late, as a
+/// backstop, and the reactor thread does not poll.
 ///
 /// Cancellation frees a timer at once (O(log n)), not at its deadline, and resumes its sleeper.
 /// A sleep is registered before its continuation exists; whichever of {attach, fire, cancel,
