@@ -456,10 +456,6 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
       if notified {
         isSearching = true  // the waker counted us as searching
-        if watching {
-          timers?.releaseClaim()
-          timerWatcher.store(false, ordering: .releasing)
-        }
       } else {
         // Timed out just before the earliest deadline: leave the sleepers (or take a wake-up that
         // raced in), spin to the deadline (not when work is waiting for us), then fire the due
@@ -470,10 +466,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           isSearching = true
         }
         fireDueTimers(worker)
-        if watching {
-          timers?.releaseClaim()
-          timerWatcher.store(false, ordering: .releasing)
-        }
+      }
+      if watching {
+        timers?.releaseClaim()
+        timerWatcher.store(false, ordering: .releasing)
       }
     }
     if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
