@@ -247,25 +247,11 @@ enum TimerWorkloads {
     switch peer {
     case .vtasks:
       let manager = p.manager
-      let started = Counter()
-      let finished = Latch(1)
-      let parent = Task(executorPreference: manager) {
-        await withDiscardingTaskGroup { group in
-          for _ in 0..<n {
-            group.addTask {
-              started.increment()
-              await manager.sleepNow(.nanoseconds(tenSeconds))
-            }
-          }
-        }
-        finished.done()
+      (pending, elapsed) = cancelGroup(on: manager, n, "W7 vtasks", started: {
+        manager.metrics().pendingTimers >= n
+      }) { _ in
+        await manager.sleepNow(.nanoseconds(tenSeconds))
       }
-      waitUntil { manager.metrics().pendingTimers >= n }
-      pending = Probe.rss
-      let start = nowNanos()
-      parent.cancel()
-      finished.wait(orFail: "W7 vtasks")
-      elapsed = nowNanos() - start
     case .swift:
       let started = Counter()
       let finished = Latch(1)
@@ -289,33 +275,20 @@ enum TimerWorkloads {
       finished.wait(orFail: "W7 swift")
       elapsed = nowNanos() - start
     case .continuations:
-      let manager = p.manager
       let slots = ContinuationSlots(n)
       let started = Counter()
-      let finished = Latch(1)
-      let parent = Task(executorPreference: manager) {
-        await withDiscardingTaskGroup { group in
-          for i in 0..<n {
-            group.addTask {
-              await withTaskCancellationHandler {
-                await withUnsafeContinuation { c in
-                  slots.park(i, c)
-                  started.increment()
-                }
-              } onCancel: {
-                slots.resume(i)
-              }
-            }
+      (pending, elapsed) = cancelGroup(on: p.manager, n, "W7 bare continuations", started: {
+        started.current >= n
+      }) { i in
+        await withTaskCancellationHandler {
+          await withUnsafeContinuation { c in
+            slots.park(i, c)
+            started.increment()
           }
+        } onCancel: {
+          slots.resume(i)
         }
-        finished.done()
       }
-      waitUntil { started.current >= n }
-      pending = Probe.rss
-      let start = nowNanos()
-      parent.cancel()
-      finished.wait(orFail: "W7 bare continuations")
-      elapsed = nowNanos() - start
     case .nio:
       let group = p.group
       let failed = Latch(n)
@@ -357,6 +330,28 @@ enum TimerWorkloads {
       "rss_pending": Double(pending - before) / 1_048_576,
       "rss_after": Double(after - before) / Double(before) * 100,
     ]
+  }
+
+  /// W7 on this library's workers: a parent task adds `n` children running `child`, waits until
+  /// `started` says they are all suspended, then cancels the parent. Returns the RSS while they
+  /// are pending and the time from the cancel until the group finished.
+  static func cancelGroup(
+    on manager: ThreadPoolTaskManager, _ n: Int, _ what: String, started: () -> Bool,
+    child: @escaping @Sendable (Int) async -> Void
+  ) -> (pending: Int64, elapsed: Int64) {
+    let finished = Latch(1)
+    let parent = Task(executorPreference: manager) {
+      await withDiscardingTaskGroup { group in
+        for i in 0..<n { group.addTask { await child(i) } }
+      }
+      finished.done()
+    }
+    waitUntil(started)
+    let pending = Probe.rss
+    let start = nowNanos()
+    parent.cancel()
+    finished.wait(orFail: what)
+    return (pending, nowNanos() - start)
   }
 
   /// Waits until every loop of `group` has run what was submitted to it before.
