@@ -196,7 +196,10 @@ struct ExecutorTests {
   // Sequential round trips find the one thread spinning or parked idle and hand it the work:
   // no second thread is started for them.
   @Test func blockingPool_sequentialRoundTrips_reuseOneThread() async throws {
-    let mgr = try makeManager(workers: 1, maxBlocking: 8, prefix: "reuse")
+    // A keep-alive far beyond the test's length: reuse is the premise here, not retirement (under
+    // ThreadSanitizer on a loaded 2-core VM the 2000 round trips took 19 s, and the thread had
+    // retired when the count was read).
+    let mgr = try makeManager(workers: 1, maxBlocking: 8, keepAlive: .seconds(3600), prefix: "reuse")
     let ran = Atomic<Int>(0)
     let submitted = Countdown(1)
     Thread.detachNewThread {
