@@ -179,7 +179,7 @@ struct ReactorTests {
     }
     #expect(await eventually { mgr.metrics().pendingTimers == n })
     // Fire as the reactor thread would when the timerfd expires at the deadline.
-    var buffer: [SleepContinuation?] = []
+    var buffer: [TimerPayload?] = []
     mgr.core.reactor.fireExpired(now: deadline, buffer: &buffer)
     await done.wait()
     #expect(order.withLock { $0 } == Array(0..<n))

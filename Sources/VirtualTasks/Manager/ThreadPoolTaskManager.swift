@@ -88,6 +88,11 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   /// when this returns: shutdown runs it. Throws `.shutDown` once shutdown has begun.
   public func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
     try core.admitShared()
+    startAdmitted(task)
+  }
+
+  /// Starts an admitted `taskShared` task now.
+  private func startAdmitted(_ task: @escaping @Sendable () async -> Void) {
     // From outside any task (a plain thread), a worker creates the task: it is then allocated
     // and freed on one thread (see `WorkerPool.startNextSpawn`). From inside a task it is
     // created here, inheriting that task's priority and task-local values as `Task.init` does.
@@ -97,6 +102,57 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
       return
     }
     startShared(task)
+  }
+
+  /// Runs `task` as a `taskShared` task once `delay` has passed on `ContinuousClock` (never
+  /// earlier). Until then it is only a timer in the reactor, with no Swift task and no thread
+  /// behind it (about as cheap as `DispatchQueue.asyncAfter` or SwiftNIO's `scheduleTask`), and
+  /// ``ScheduledTask/cancel()`` drops it at once. The task is created when due, by the thread that
+  /// fires its timer, so it inherits no priority or task-local values from the caller.
+  ///
+  /// A `delay` of zero or less starts it at once (as `taskShared`); a huge one saturates (never
+  /// traps) and the task then starts only at shutdown. Accepted means run: shutdown starts every
+  /// pending scheduled task at once, as it ends every pending sleep, and waits for it like any
+  /// shared task. A manager with scheduled tasks pending stays alive until they have started or
+  /// been cancelled (they need it as their executor), as one with running tasks does.
+  /// Throws `.shutDown` once shutdown has begun (the closure is released unrun).
+  @discardableResult
+  public func taskShared(
+    after delay: Duration, _ task: @escaping @Sendable () async -> Void
+  ) throws(WasiThreadError) -> ScheduledTask {
+    try core.admitShared()
+    let nanoseconds = delay.saturatingNanoseconds
+    if nanoseconds <= 0 { return scheduleAdmitted(at: nil, task) }
+    let (deadline, overflow) = Syscall.continuousNow().addingReportingOverflow(nanoseconds)
+    return scheduleAdmitted(at: overflow ? .max : deadline, task)
+  }
+
+  /// Like ``taskShared(after:_:)``, due at `deadline` on `ContinuousClock` (never earlier). Equal
+  /// deadlines start in submission order; one that has passed starts at once.
+  @discardableResult
+  public func taskShared(
+    at deadline: ContinuousClock.Instant, _ task: @escaping @Sendable () async -> Void
+  ) throws(WasiThreadError) -> ScheduledTask {
+    try core.admitShared()
+    let nanoseconds = Syscall.continuousNanoseconds(deadline)
+    if let nanoseconds, nanoseconds > Syscall.continuousNow() {
+      return scheduleAdmitted(at: nanoseconds, task)
+    }
+    return scheduleAdmitted(at: nil, task)
+  }
+
+  /// Queues an admitted task for `deadline` (CLOCK_BOOTTIME ns), or starts it now when nil.
+  private func scheduleAdmitted(
+    at deadline: Int64?, _ task: @escaping @Sendable () async -> Void
+  ) -> ScheduledTask {
+    if let deadline {
+      if let token = core.reactor.schedule(untilNanoseconds: deadline, owner: self, task) {
+        return ScheduledTask(core: core, token: token)
+      }
+      // The reactor has closed (shutdown is under way): start it now, as shutdown would have.
+    }
+    startAdmitted(task)
+    return ScheduledTask(core: nil, token: nil)
   }
 
   /// Creates the task of an admitted `taskShared` call (on the caller or on a worker).
@@ -378,6 +434,30 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
       liveSharedTasks: max(0, admittedCount - finished),
       spawnFailures: b.spawnFailures,
       pendingTimers: r.pendingTimers, registeredFDs: r.registeredFDs)
+  }
+}
+
+extension ThreadPoolTaskManager: ScheduledTaskStarter {
+  func startScheduled(_ body: @escaping @Sendable () async -> Void) {
+    startShared(body)
+  }
+}
+
+/// A task from ``ThreadPoolTaskManager/taskShared(after:_:)`` that may not have started yet.
+public struct ScheduledTask: Sendable {
+  /// Nil when the task was started at once (nothing to cancel).
+  let core: ManagerCore?
+  let token: TimerToken?
+
+  /// Cancels the task if it has not started. Returns true when this call removed it: it will
+  /// never run, and its closure is released before this returns. Returns false when it has
+  /// already started (its deadline passed, or shutdown started it) or was cancelled before. A
+  /// task that has started is not cancelled by this: use Swift task cancellation inside it.
+  @discardableResult
+  public func cancel() -> Bool {
+    guard let core, let token, core.reactor.cancelScheduled(token) else { return false }
+    core.sharedFinished()  // it was admitted as a shared task: it ends here
+    return true
   }
 }
 

@@ -66,7 +66,12 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   }
 
   struct State {
-    var timers = TimerHeap<SleepContinuation>()
+    var timers = TimerHeap<TimerPayload>()
+    /// Scheduled tasks in `timers` (`schedule`), and the manager that starts them when due,
+    /// held while any is pending: the tasks use it as their executor preference, so it must
+    /// outlive them (one reference for all of them, like the worker pool's spawn queue).
+    var scheduled = 0
+    var scheduledOwner: (any ScheduledTaskStarter)?
     /// The absolute deadline the timerfd is armed at; 0 when disarmed.
     var armed: Int64 = 0
     /// The reactor thread is polling the clock for the next deadline (`pollTarget`) instead of
@@ -137,21 +142,13 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     let token: TimerToken? = state.withLock { s in
       if s.closed { return nil }
       let token = s.timers.insert(deadline: deadline)
-      publishEarliest(s)
-      if s.polling {
-        if deadline < pollTarget.load(ordering: .relaxed) {
-          pollTarget.store(deadline, ordering: .relaxed)
-        }
-      } else if let earliest = s.timers.earliestDeadline {
-        let target = armTarget(s, earliest)
-        if s.armed == 0 || target < s.armed { arm(&s, target) }
-      }
+      inserted(&s, deadline)
       return token
     }
     guard let token else { return }
     await withTaskCancellationHandler {
       await withSleepContinuation { continuation in
-        let attached = state.withLock { $0.timers.attach(token, continuation) }
+        let attached = state.withLock { $0.timers.attach(token, .sleeper(continuation)) }
         if !attached { continuation.resume() }  // already fired, cancelled or closed
       }
     } onCancel: {
@@ -159,8 +156,89 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         defer { publishEarliest(s) }
         return s.timers.remove(token)
       }
-      removed.payload?.resume()
+      if case .sleeper(let continuation)? = removed.payload { continuation.resume() }
     }
+  }
+
+  // MARK: scheduled tasks (any thread)
+
+  /// Queues `body` to be started by `owner` once CLOCK_BOOTTIME reaches `deadline` (ns), as a
+  /// timer: no task exists until then. Nil when the reactor is closed: the caller starts it at
+  /// once (shutdown starts every pending one, see `close`).
+  func schedule(
+    untilNanoseconds deadline: Int64, owner: any ScheduledTaskStarter,
+    _ body: @escaping @Sendable () async -> Void
+  ) -> TimerToken? {
+    state.withLock { s in
+      if s.closed { return nil }
+      let token = s.timers.insert(deadline: deadline)
+      _ = s.timers.attach(token, .task(body))
+      if s.scheduled == 0 { s.scheduledOwner = owner }
+      s.scheduled += 1
+      inserted(&s, deadline)
+      return token
+    }
+  }
+
+  /// Removes a scheduled task that has not started. True when this call removed it: its body is
+  /// then released unrun (after the lock is released: its captures may do anything on deinit).
+  func cancelScheduled(_ token: TimerToken) -> Bool {
+    var owner: (any ScheduledTaskStarter)?
+    var removed: (found: Bool, payload: TimerPayload?) = (false, nil)
+    state.withLock { s in
+      removed = s.timers.remove(token)
+      guard removed.found else { return }
+      publishEarliest(s)
+      s.scheduled -= 1
+      if s.scheduled == 0 { owner = s.scheduledOwner.take() }
+    }
+    removed.payload = nil
+    withExtendedLifetime(owner) {}
+    return removed.found
+  }
+
+  /// After inserting a timer due at `deadline` (lock held): publishes the earliest deadline and
+  /// moves the timerfd (or the poll target) earlier when this one is due first.
+  @inline(__always)
+  private func inserted(_ s: inout State, _ deadline: Int64) {
+    publishEarliest(s)
+    if s.polling {
+      if deadline < pollTarget.load(ordering: .relaxed) {
+        pollTarget.store(deadline, ordering: .relaxed)
+      }
+    } else if let earliest = s.timers.earliestDeadline {
+      let target = armTarget(s, earliest)
+      if s.armed == 0 || target < s.armed { arm(&s, target) }
+    }
+  }
+
+  /// Resumes the sleepers and starts the scheduled tasks of a batch popped under the lock (lock
+  /// not held), in the batch's (deadline, submission) order. `starter` is the tasks' owner,
+  /// taken under the lock when the batch holds any.
+  @inline(__always)
+  private func fire(_ batch: [TimerPayload?], starter: (any ScheduledTaskStarter)?) {
+    for payload in batch {
+      switch payload {
+      case .sleeper(let continuation)?: continuation.resume()
+      case .task(let body)?: starter?.startScheduled(body)
+      case nil: break  // a sleep not yet attached: its attach finds the token stale and resumes
+      }
+    }
+  }
+
+  /// Counts the scheduled tasks among `batch[from...]`, just popped (lock held), and returns their
+  /// owner, to start them with once the lock is released; releases the owner's hold when none
+  /// is left pending.
+  @inline(__always)
+  private func takeScheduled(_ s: inout State, _ batch: [TimerPayload?], from: Int) -> (any ScheduledTaskStarter)? {
+    if s.scheduled == 0 { return nil }
+    var tasks = 0
+    for i in from..<batch.count {
+      if case .task? = batch[i] { tasks += 1 }
+    }
+    if tasks == 0 { return nil }
+    s.scheduled -= tasks
+    return s.scheduled == 0 ? s.scheduledOwner.take() : s.scheduledOwner
   }
 
   /// Where the timerfd goes for the earliest deadline `earliest`: there, or a grace period later
@@ -199,7 +277,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     let capacity = 64
     let events = UnsafeMutablePointer<vt_epoll_event>.allocate(capacity: capacity)
     defer { events.deallocate() }
-    var expired: [SleepContinuation?] = []
+    var expired: [TimerPayload?] = []
     var readyWaiters: [(ReadinessContinuation, Result<Void, any Error>)] = []
     var polling = false
     while true {
@@ -258,10 +336,12 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   /// leaves the next deadline to a polling reactor thread) and by tests, to fire a far deadline
   /// without waiting for it.
   @discardableResult
-  func fireExpired(now: Int64, buffer expired: inout [SleepContinuation?], mayPoll: Bool = false) -> Bool {
+  func fireExpired(now: Int64, buffer expired: inout [TimerPayload?], mayPoll: Bool = false) -> Bool {
+    var starter: (any ScheduledTaskStarter)?
     let polling: Bool = state.withLock { s in
       s.timers.popExpired(now: now, into: &expired)
       s.firedTimers &+= expired.count
+      starter = takeScheduled(&s, expired, from: 0)
       publishEarliest(s)
       if s.polling && !mayPoll { return false }  // the polling reactor thread fires the next
       if s.armed <= now { s.armed = 0 }  // passed: the one-shot timerfd fired (or is about to)
@@ -286,22 +366,25 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       if mayPoll ? s.armed != target : (s.armed == 0 || target < s.armed) { arm(&s, target) }
       return false
     }
-    for c in expired { c?.resume() }
+    fire(expired, starter: starter)
     expired.removeAll(keepingCapacity: true)
     return polling
   }
 
   // MARK: shutdown
 
-  /// Resumes every pending sleep, ends every readiness wait with `.shutDown`, stops and joins the
-  /// reactor thread and closes its fds. Idempotent. Must not be called from the reactor thread.
+  /// Resumes every pending sleep, starts every pending scheduled task, ends every readiness wait
+  /// with `.shutDown`, stops and joins the reactor thread and closes its fds. Idempotent. Must
+  /// not be called from the reactor thread.
   func close() {
-    var sleepers: [SleepContinuation?] = []
+    var pending: [TimerPayload?] = []
+    var starter: (any ScheduledTaskStarter)?
     var waiters: [ReadinessContinuation] = []
     let first: Bool = state.withLock { s in
       if s.closed { return false }
       s.closed = true
-      s.timers.removeAll(into: &sleepers)
+      s.timers.popExpired(now: .max, into: &pending)  // in (deadline, submission) order
+      starter = takeScheduled(&s, pending, from: 0)
       publishEarliest(s)
       for (fd, record) in s.fds {
         _ = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_DEL), fd, 0, 0)
@@ -312,7 +395,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       s.fds.removeAll()
       return true
     }
-    for c in sleepers { c?.resume() }
+    fire(pending, starter: starter)
     for c in waiters { c.resume(throwing: WasiThreadError.shutDown) }
     guard first else { return }
     stopRequested.store(true, ordering: .releasing)
@@ -362,9 +445,22 @@ extension Reactor: WorkerTimerSource {
     }
   }
 
-  func fireDue(now: Int64, buffer: inout [SleepContinuation?]) {
+  func fireDue(now: Int64, buffer: inout [TimerPayload?]) {
     fireExpired(now: now, buffer: &buffer)
   }
+}
+
+/// What a timer holds: a suspended `sleep`'s continuation, or the body of a scheduled task (a
+/// `taskShared(after:)` task that does not exist yet), started when due.
+enum TimerPayload {
+  case sleeper(SleepContinuation)
+  case task(@Sendable () async -> Void)
+}
+
+/// Starts the scheduled tasks that come due (the manager: they run as its `taskShared` tasks).
+protocol ScheduledTaskStarter: AnyObject, Sendable {
+  /// Creates the task of a due scheduled `body`, from whichever thread fired its timer.
+  func startScheduled(_ body: @escaping @Sendable () async -> Void)
 }
 
 /// The earliest pending sleep deadline (CLOCK_BOOTTIME ns; `Int64.max` when none), published by

@@ -41,7 +41,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// that keep waking each other cannot starve the rest of the queue.
     @exclusivity(unchecked) var lifoStreak = 0
     /// Reused when this worker fires due timers (no allocation per fire). Worker thread only.
-    @exclusivity(unchecked) var timerScratch: [SleepContinuation?] = []
+    @exclusivity(unchecked) var timerScratch: [TimerPayload?] = []
     /// While this worker fires due timers, the jobs they resume collect in `timerJobs` (reused)
     /// and reach the priority queue together. Worker thread only.
     @exclusivity(unchecked) var collectingTimerJobs = false
@@ -754,7 +754,7 @@ protocol WorkerTimerSource: AnyObject, Sendable {
   var deadlineHint: DeadlineHint { get }
   /// Fires, from the calling thread, every timer due at `now`, collecting into `buffer` (the
   /// caller's reusable scratch: no allocation per fire).
-  func fireDue(now: Int64, buffer: inout [SleepContinuation?])
+  func fireDue(now: Int64, buffer: inout [TimerPayload?])
 }
 
 /// `taskShared` calls made outside any task (a plain thread, a blocking-pool thread): the worker
