@@ -8,7 +8,7 @@ import Synchronization
 import VirtualTasks
 
 enum TimerWorkloads {
-  static let all: [Workload] = [mass, precision, cancel, idle]
+  static let all: [Workload] = [mass, massScheduled, precision, cancel, cancelScheduled, idle]
 
   /// W5 sleep lengths: spread over [1 ms, 100 ms) with microsecond steps, the same for every peer.
   @inline(__always) static func massDelay(_ i: Int) -> Int64 {
@@ -22,13 +22,7 @@ enum TimerWorkloads {
     "N concurrent sleeps of 1..100 ms started from an outside thread (vtasks: taskShared + sleepNow; "
       + "Swift: Task.detached + Task.sleep; NIO: scheduleTask; Dispatch: asyncAfter).",
     peers: [.vtasks, .nio, .dispatch, .swift],
-    metrics: [
-      MetricSpec("wall", "wall", "ms", .lower, target: Targets.noWorseThan(.dispatch, .lower)),
-      MetricSpec("p50", "lateness p50", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
-      MetricSpec("p99", "lateness p99", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
-      MetricSpec("max", "lateness max", "ms", .lower),
-      MetricSpec("peak_rss", "peak RSS growth", "MB", .lower, target: Targets.noWorseThan(.nio, .lower)),
-    ]
+    metrics: massMetrics
   ) { peer, p, sizes, _ in
     let n = sizes.timerMass
     let samples = Samples(n)
@@ -57,6 +51,16 @@ enum TimerWorkloads {
           latch.done()
         }
       }
+    case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+    default: fatalError("W5 has no \(peer) column")
+    }
+    latch.wait(orFail: "W5 \(peer)")
+    return massResult(wall: nowNanos() - start, samples, baseline)
+  }
+
+  /// W5's columns for the peers whose timers run a callback (no task per sleep).
+  static func massCallbacks(_ peer: Peer, _ p: PeerSet, _ n: Int, _ samples: Samples, _ latch: Latch) {
+    switch peer {
     case .nio:
       let group = p.group
       for i in 0..<n {
@@ -77,10 +81,11 @@ enum TimerWorkloads {
           latch.done()
         }
       }
-    default: fatalError("W5 has no \(peer) column")
+    default: fatalError("W5 has no callback column for \(peer)")
     }
-    latch.wait(orFail: "W5 \(peer)")
-    let wall = nowNanos() - start
+  }
+
+  static func massResult(wall: Int64, _ samples: Samples, _ baseline: Int64) -> [String: Double] {
     let sorted = samples.sorted()
     return [
       "wall": Double(wall) / 1e6,
@@ -89,6 +94,48 @@ enum TimerWorkloads {
       "max": (sorted.last.map(Double.init) ?? .nan) / 1e6,
       "peak_rss": Probe.peakGrowthMB(since: baseline),
     ]
+  }
+
+  static var massMetrics: [MetricSpec] {
+    [
+      MetricSpec("wall", "wall", "ms", .lower, target: Targets.noWorseThan(.dispatch, .lower)),
+      MetricSpec("p50", "lateness p50", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
+      MetricSpec("p99", "lateness p99", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
+      MetricSpec("max", "lateness max", "ms", .lower),
+      MetricSpec("peak_rss", "peak RSS growth", "MB", .lower, target: Targets.noWorseThan(.nio, .lower)),
+    ]
+  }
+
+  // MARK: W5s
+
+  static let massScheduled = Workload(
+    "W5s", "timer_mass_scheduled",
+    "W5 with this library's timer API that creates no task until it is due (vtasks: "
+      + "taskShared(after:); NIO: scheduleTask; Dispatch: asyncAfter). The sleepNow row is W5.",
+    peers: [.vtasks, .nio, .dispatch],
+    metrics: massMetrics
+  ) { peer, p, sizes, _ in
+    let n = sizes.timerMass
+    let samples = Samples(n)
+    let latch = Latch(n)
+    let baseline = Probe.startPeakWindow()
+    let start = nowNanos()
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      for i in 0..<n {
+        let d = massDelay(i)
+        let begin = nowNanos()
+        try! manager.taskShared(after: .nanoseconds(d)) {
+          samples[i] = nowNanos() - begin - d
+          latch.done()
+        }
+      }
+    case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+    default: fatalError("W5s has no \(peer) column")
+    }
+    latch.wait(orFail: "W5s \(peer)")
+    return massResult(wall: nowNanos() - start, samples, baseline)
   }
 
   // MARK: W6
@@ -225,19 +272,10 @@ enum TimerWorkloads {
       + "until every future failed; Dispatch: DispatchWorkItem.cancel; the floor: the same TaskGroup "
       + "awaiting bare continuations); RSS before/after (heap trimmed).",
     peers: [.vtasks, .nio, .swift, .dispatch, .continuations],
-    metrics: [
-      MetricSpec("time", "cancel all", "ms", .lower, target: Targets.below(10, "ms")),
-      MetricSpec("rss_before", "RSS before (process)", "MB", .lower, showsRatio: false),
-      MetricSpec("rss_pending", "RSS while pending, growth", "MB", .lower),
-      MetricSpec(
-        "rss_after", "RSS after cancel, growth", "%", .lower,
-        target: Target(text: "<= 10% of RSS before") { m in m[.vtasks].map { $0 <= 10 } },
-        showsRatio: false),
-    ],
+    metrics: cancelMetrics,
     afterRun: waitForLingeringTimers
   ) { peer, p, sizes, _ in
     let n = sizes.cancel
-    let tenSeconds: Int64 = 10_000_000_000
     // Cancelled Dispatch timers (and Task.sleep's, which Swift's executor hands to Dispatch) hold
     // their memory until their deadline: let the previous peer's expire before measuring.
     waitForLingeringTimers(sizes)
@@ -289,6 +327,40 @@ enum TimerWorkloads {
           slots.resume(i)
         }
       }
+    case .nio, .dispatch: (pending, elapsed) = cancelCallbacks(peer, p, n, "W7")
+    default: fatalError("W7 has no \(peer) column")
+    }
+    return cancelResult(before: before, pending: pending, elapsed: elapsed)
+  }
+
+  static let tenSeconds: Int64 = 10_000_000_000
+
+  static var cancelMetrics: [MetricSpec] {
+    [
+      MetricSpec("time", "cancel all", "ms", .lower, target: Targets.below(10, "ms")),
+      MetricSpec("rss_before", "RSS before (process)", "MB", .lower, showsRatio: false),
+      MetricSpec("rss_pending", "RSS while pending, growth", "MB", .lower),
+      MetricSpec(
+        "rss_after", "RSS after cancel, growth", "%", .lower,
+        target: Target(text: "<= 10% of RSS before") { m in m[.vtasks].map { $0 <= 10 } },
+        showsRatio: false),
+    ]
+  }
+
+  static func cancelResult(before: Int64, pending: Int64, elapsed: Int64) -> [String: Double] {
+    let after = Probe.trimmedRSS()
+    return [
+      "time": Double(elapsed) / 1e6,
+      "rss_before": Double(before) / 1_048_576,
+      "rss_pending": Double(pending - before) / 1_048_576,
+      "rss_after": Double(after - before) / Double(before) * 100,
+    ]
+  }
+
+  /// W7's columns for the peers whose timers run a callback: start `n` 10 s timers, then cancel
+  /// every one. Returns the RSS while pending and the time the cancelling took.
+  static func cancelCallbacks(_ peer: Peer, _ p: PeerSet, _ n: Int, _ what: String) -> (pending: Int64, elapsed: Int64) {
+    switch peer {
     case .nio:
       let group = p.group
       let failed = Latch(n)
@@ -300,12 +372,13 @@ enum TimerWorkloads {
         scheduled.append(s)
       }
       flush(group)
-      pending = Probe.rss
+      let pending = Probe.rss
       let start = nowNanos()
       for s in scheduled { s.cancel() }
-      failed.wait(orFail: "W7 nio")
-      elapsed = nowNanos() - start
+      failed.wait(orFail: "\(what) nio")
+      let elapsed = nowNanos() - start
       scheduled = []
+      return (pending, elapsed)
     case .dispatch:
       let queue = DispatchQueue.global()
       var items: [DispatchWorkItem] = []
@@ -316,20 +389,50 @@ enum TimerWorkloads {
         items.append(item)
       }
       lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
-      pending = Probe.rss
+      let pending = Probe.rss
       let start = nowNanos()
       for item in items { item.cancel() }
-      elapsed = nowNanos() - start
+      let elapsed = nowNanos() - start
       items = []
-    default: fatalError("W7 has no \(peer) column")
+      return (pending, elapsed)
+    default: fatalError("\(what) has no callback column for \(peer)")
     }
-    let after = Probe.trimmedRSS()
-    return [
-      "time": Double(elapsed) / 1e6,
-      "rss_before": Double(before) / 1_048_576,
-      "rss_pending": Double(pending - before) / 1_048_576,
-      "rss_after": Double(after - before) / Double(before) * 100,
-    ]
+  }
+
+  // MARK: W7s
+
+  static let cancelScheduled = Workload(
+    "W7s", "timer_cancel_scheduled",
+    "W7 with this library's timer API that creates no task until it is due: N tasks scheduled "
+      + "10 s out, then every one cancelled; time until the last cancel returned (vtasks: "
+      + "taskShared(after:) + ScheduledTask.cancel, which frees each timer and closure at once; NIO "
+      + "and Dispatch as in W7). The sleepNow row is W7.",
+    peers: [.vtasks, .nio, .dispatch],
+    metrics: cancelMetrics,
+    afterRun: waitForLingeringTimers
+  ) { peer, p, sizes, _ in
+    let n = sizes.cancel
+    waitForLingeringTimers(sizes)
+    let before = Probe.trimmedRSS()
+    var pending: Int64 = 0
+    var elapsed: Int64 = 0
+    switch peer {
+    case .vtasks:
+      let manager = p.manager
+      var handles: [ScheduledTask] = []
+      handles.reserveCapacity(n)
+      for _ in 0..<n { handles.append(try! manager.taskShared(after: .nanoseconds(tenSeconds)) {}) }
+      pending = Probe.rss
+      let start = nowNanos()
+      var cancelled = 0
+      for h in handles where h.cancel() { cancelled += 1 }
+      elapsed = nowNanos() - start
+      precondition(cancelled == n, "W7s vtasks: \(n - cancelled) scheduled tasks had started")
+      handles = []
+    case .nio, .dispatch: (pending, elapsed) = cancelCallbacks(peer, p, n, "W7s")
+    default: fatalError("W7s has no \(peer) column")
+    }
+    return cancelResult(before: before, pending: pending, elapsed: elapsed)
   }
 
   /// W7 on this library's workers: a parent task adds `n` children running `child`, waits until
