@@ -24,38 +24,48 @@ enum TimerWorkloads {
     peers: [.vtasks, .nio, .dispatch, .swift],
     metrics: massMetrics
   ) { peer, p, sizes, _ in
+    massRun("W5 \(peer)", sizes) { n, samples, latch in
+      switch peer {
+      case .vtasks:
+        let manager = p.manager
+        for i in 0..<n {
+          let d = massDelay(i)
+          try! manager.taskShared {
+            let begin = nowNanos()
+            await manager.sleepNow(.nanoseconds(d))
+            samples[i] = nowNanos() - begin - d
+            latch.done()
+          }
+        }
+      case .swift:
+        for i in 0..<n {
+          let d = massDelay(i)
+          Task.detached {
+            let begin = nowNanos()
+            try? await Task.sleep(for: .nanoseconds(d))
+            samples[i] = nowNanos() - begin - d
+            latch.done()
+          }
+        }
+      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+      default: fatalError("W5 has no \(peer) column")
+      }
+    }
+  }
+
+  /// One run of W5 or W5s: `start` starts N timers whose callbacks record their lateness in
+  /// `samples` and count down `latch`; then wall time, lateness percentiles and peak RSS growth.
+  static func massRun(
+    _ what: String, _ sizes: Sizes, start: (Int, Samples, Latch) -> Void
+  ) -> [String: Double] {
     let n = sizes.timerMass
     let samples = Samples(n)
     let latch = Latch(n)
     let baseline = Probe.startPeakWindow()
-    let start = nowNanos()
-    switch peer {
-    case .vtasks:
-      let manager = p.manager
-      for i in 0..<n {
-        let d = massDelay(i)
-        try! manager.taskShared {
-          let begin = nowNanos()
-          await manager.sleepNow(.nanoseconds(d))
-          samples[i] = nowNanos() - begin - d
-          latch.done()
-        }
-      }
-    case .swift:
-      for i in 0..<n {
-        let d = massDelay(i)
-        Task.detached {
-          let begin = nowNanos()
-          try? await Task.sleep(for: .nanoseconds(d))
-          samples[i] = nowNanos() - begin - d
-          latch.done()
-        }
-      }
-    case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
-    default: fatalError("W5 has no \(peer) column")
-    }
-    latch.wait(orFail: "W5 \(peer)")
-    return massResult(wall: nowNanos() - start, samples, baseline)
+    let begin = nowNanos()
+    start(n, samples, latch)
+    latch.wait(orFail: what)
+    return massResult(wall: nowNanos() - begin, samples, baseline)
   }
 
   /// W5's columns for the peers whose timers run a callback (no task per sleep).
@@ -115,27 +125,22 @@ enum TimerWorkloads {
     peers: [.vtasks, .nio, .dispatch],
     metrics: massMetrics
   ) { peer, p, sizes, _ in
-    let n = sizes.timerMass
-    let samples = Samples(n)
-    let latch = Latch(n)
-    let baseline = Probe.startPeakWindow()
-    let start = nowNanos()
-    switch peer {
-    case .vtasks:
-      let manager = p.manager
-      for i in 0..<n {
-        let d = massDelay(i)
-        let begin = nowNanos()
-        try! manager.taskShared(after: .nanoseconds(d)) {
-          samples[i] = nowNanos() - begin - d
-          latch.done()
+    massRun("W5s \(peer)", sizes) { n, samples, latch in
+      switch peer {
+      case .vtasks:
+        let manager = p.manager
+        for i in 0..<n {
+          let d = massDelay(i)
+          let begin = nowNanos()
+          try! manager.taskShared(after: .nanoseconds(d)) {
+            samples[i] = nowNanos() - begin - d
+            latch.done()
+          }
         }
+      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+      default: fatalError("W5s has no \(peer) column")
       }
-    case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
-    default: fatalError("W5s has no \(peer) column")
     }
-    latch.wait(orFail: "W5s \(peer)")
-    return massResult(wall: nowNanos() - start, samples, baseline)
   }
 
   // MARK: W6
@@ -275,61 +280,69 @@ enum TimerWorkloads {
     metrics: cancelMetrics,
     afterRun: waitForLingeringTimers
   ) { peer, p, sizes, _ in
-    let n = sizes.cancel
+    cancelRun(sizes) { n in
+      var pending: Int64 = 0
+      var elapsed: Int64 = 0
+      switch peer {
+      case .vtasks:
+        let manager = p.manager
+        (pending, elapsed) = cancelGroup(on: manager, n, "W7 vtasks", started: {
+          manager.metrics().pendingTimers >= n
+        }) { _ in
+          await manager.sleepNow(.nanoseconds(tenSeconds))
+        }
+      case .swift:
+        let started = Counter()
+        let finished = Latch(1)
+        let parent = Task.detached {
+          await withDiscardingTaskGroup { group in
+            for _ in 0..<n {
+              group.addTask {
+                started.increment()
+                try? await Task.sleep(for: .nanoseconds(tenSeconds))
+              }
+            }
+          }
+          finished.done()
+        }
+        waitUntil { started.current >= n }
+        sleepThread(nanoseconds: 100_000_000)  // the last children reach Task.sleep
+        lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
+        pending = Probe.rss
+        let start = nowNanos()
+        parent.cancel()
+        finished.wait(orFail: "W7 swift")
+        elapsed = nowNanos() - start
+      case .continuations:
+        let slots = ContinuationSlots(n)
+        let started = Counter()
+        (pending, elapsed) = cancelGroup(on: p.manager, n, "W7 bare continuations", started: {
+          started.current >= n
+        }) { i in
+          await withTaskCancellationHandler {
+            await withUnsafeContinuation { c in
+              slots.park(i, c)
+              started.increment()
+            }
+          } onCancel: {
+            slots.resume(i)
+          }
+        }
+      case .nio, .dispatch: (pending, elapsed) = cancelCallbacks(peer, p, n, "W7")
+      default: fatalError("W7 has no \(peer) column")
+      }
+      return (pending, elapsed)
+    }
+  }
+
+  /// One run of W7 or W7s: `measure` starts N timers, cancels them and returns the RSS while they
+  /// were pending and the time the cancelling took; RSS before and after (heap trimmed) around it.
+  static func cancelRun(_ sizes: Sizes, measure: (Int) -> (pending: Int64, elapsed: Int64)) -> [String: Double] {
     // Cancelled Dispatch timers (and Task.sleep's, which Swift's executor hands to Dispatch) hold
     // their memory until their deadline: let the previous peer's expire before measuring.
     waitForLingeringTimers(sizes)
     let before = Probe.trimmedRSS()
-    var pending: Int64 = 0
-    var elapsed: Int64 = 0
-    switch peer {
-    case .vtasks:
-      let manager = p.manager
-      (pending, elapsed) = cancelGroup(on: manager, n, "W7 vtasks", started: {
-        manager.metrics().pendingTimers >= n
-      }) { _ in
-        await manager.sleepNow(.nanoseconds(tenSeconds))
-      }
-    case .swift:
-      let started = Counter()
-      let finished = Latch(1)
-      let parent = Task.detached {
-        await withDiscardingTaskGroup { group in
-          for _ in 0..<n {
-            group.addTask {
-              started.increment()
-              try? await Task.sleep(for: .nanoseconds(tenSeconds))
-            }
-          }
-        }
-        finished.done()
-      }
-      waitUntil { started.current >= n }
-      sleepThread(nanoseconds: 100_000_000)  // the last children reach Task.sleep
-      lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
-      pending = Probe.rss
-      let start = nowNanos()
-      parent.cancel()
-      finished.wait(orFail: "W7 swift")
-      elapsed = nowNanos() - start
-    case .continuations:
-      let slots = ContinuationSlots(n)
-      let started = Counter()
-      (pending, elapsed) = cancelGroup(on: p.manager, n, "W7 bare continuations", started: {
-        started.current >= n
-      }) { i in
-        await withTaskCancellationHandler {
-          await withUnsafeContinuation { c in
-            slots.park(i, c)
-            started.increment()
-          }
-        } onCancel: {
-          slots.resume(i)
-        }
-      }
-    case .nio, .dispatch: (pending, elapsed) = cancelCallbacks(peer, p, n, "W7")
-    default: fatalError("W7 has no \(peer) column")
-    }
+    let (pending, elapsed) = measure(sizes.cancel)
     return cancelResult(before: before, pending: pending, elapsed: elapsed)
   }
 
@@ -411,28 +424,25 @@ enum TimerWorkloads {
     metrics: cancelMetrics,
     afterRun: waitForLingeringTimers
   ) { peer, p, sizes, _ in
-    let n = sizes.cancel
-    waitForLingeringTimers(sizes)
-    let before = Probe.trimmedRSS()
-    var pending: Int64 = 0
-    var elapsed: Int64 = 0
-    switch peer {
-    case .vtasks:
-      let manager = p.manager
-      var handles: [ScheduledTask] = []
-      handles.reserveCapacity(n)
-      for _ in 0..<n { handles.append(try! manager.taskShared(after: .nanoseconds(tenSeconds)) {}) }
-      pending = Probe.rss
-      let start = nowNanos()
-      var cancelled = 0
-      for h in handles where h.cancel() { cancelled += 1 }
-      elapsed = nowNanos() - start
-      precondition(cancelled == n, "W7s vtasks: \(n - cancelled) scheduled tasks had started")
-      handles = []
-    case .nio, .dispatch: (pending, elapsed) = cancelCallbacks(peer, p, n, "W7s")
-    default: fatalError("W7s has no \(peer) column")
+    cancelRun(sizes) { n in
+      switch peer {
+      case .vtasks:
+        let manager = p.manager
+        var handles: [ScheduledTask] = []
+        handles.reserveCapacity(n)
+        for _ in 0..<n { handles.append(try! manager.taskShared(after: .nanoseconds(tenSeconds)) {}) }
+        let pending = Probe.rss
+        let start = nowNanos()
+        var cancelled = 0
+        for h in handles where h.cancel() { cancelled += 1 }
+        let elapsed = nowNanos() - start
+        precondition(cancelled == n, "W7s vtasks: \(n - cancelled) scheduled tasks had started")
+        handles = []
+        return (pending, elapsed)
+      case .nio, .dispatch: return cancelCallbacks(peer, p, n, "W7s")
+      default: fatalError("W7s has no \(peer) column")
+      }
     }
-    return cancelResult(before: before, pending: pending, elapsed: elapsed)
   }
 
   /// W7 on this library's workers: a parent task adds `n` children running `child`, waits until
