@@ -92,6 +92,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   }
 
   /// Starts an admitted `taskShared` task now.
+  @inline(__always)
   private func startAdmitted(_ task: @escaping @Sendable () async -> Void) {
     // From outside any task (a plain thread), a worker creates the task: it is then allocated
     // and freed on one thread (see `WorkerPool.startNextSpawn`). From inside a task it is
