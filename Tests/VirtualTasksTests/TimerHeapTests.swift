@@ -44,12 +44,50 @@ struct TimerHeapTests {
         #expect(fired.map { $0! } == due.map(\.id), "step \(step)")
       }
       #expect(heap.count == live.count)
-      #expect(heap.earliestDeadline == live.map(\.deadline).min())
+      // A lower bound (a cancelled top is still there), never later than the earliest live one.
+      if let earliest = live.map(\.deadline).min() {
+        #expect(heap.earliestDeadline! <= earliest, "step \(step)")
+      } else {
+        #expect(heap.earliestDeadline == nil, "step \(step): no live timer, no entry")
+      }
     }
     var rest: [Int?] = []
     heap.removeAll(into: &rest)
     #expect(Set(rest.map { $0! }) == Set(live.map(\.id)))
     #expect(heap.isEmpty)
+  }
+
+  @Test func massCancellation_keepsAtMostAsManyTombstonesAsLiveTimers_andOrderSurvivesPurges() {
+    var heap = TimerHeap<Int>()
+    let n = 20_000
+    var tokens: [TimerToken] = []
+    for i in 0..<n {
+      let t = heap.insert(deadline: Int64((i &* 7919) % 5000))  // shuffled, with ties
+      _ = heap.attach(t, i)
+      tokens.append(t)
+    }
+    // Cancel all but every 10th, in submission order (mostly below the top: tombstones).
+    var kept: [Int] = []
+    var cancelled = 0
+    for i in 0..<n {
+      if i % 10 == 0 {
+        kept.append(i)
+        continue
+      }
+      let removed = heap.remove(tokens[i])
+      cancelled += 1
+      #expect(removed.found && removed.payload == i)
+      #expect(!heap.contains(tokens[i]))
+      #expect(!heap.remove(tokens[i]).found, "a cancelled token is stale")
+      #expect(heap.count == n - cancelled)
+      #expect(heap.storedEntries <= 2 * heap.count + TimerHeap<Int>.tombstoneSlack + 1)
+    }
+    #expect(heap.count == kept.count)
+    var fired: [Int?] = []
+    heap.popExpired(now: .max, into: &fired)
+    let expected = kept.sorted { (($0 &* 7919) % 5000, $0) < (($1 &* 7919) % 5000, $1) }
+    #expect(fired.map { $0! } == expected)
+    #expect(heap.isEmpty && heap.storedEntries == 0)
   }
 
   @Test func emptiedAfterABurst_releasesItsStorage_andOldTokensStayStale() {

@@ -129,17 +129,17 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   }
 
   /// Like ``taskShared(after:_:)``, due at `deadline` on `ContinuousClock` (never earlier). Equal
-  /// deadlines start in submission order; one that has passed starts at once.
+  /// deadlines start in submission order, also once they have passed: a deadline that passed
+  /// is due at once, and its task starts as soon as its timer fires, after every task submitted
+  /// earlier for the same instant (a passed deadline is not started on the spot, which would
+  /// overtake them).
   @discardableResult
   public func taskShared(
     at deadline: ContinuousClock.Instant, _ task: @escaping @Sendable () async -> Void
   ) throws(WasiThreadError) -> ScheduledTask {
     try core.admitShared()
-    let nanoseconds = Syscall.continuousNanoseconds(deadline)
-    if let nanoseconds, nanoseconds > Syscall.continuousNow() {
-      return scheduleAdmitted(at: nanoseconds, task)
-    }
-    return scheduleAdmitted(at: nil, task)
+    // Before this process first read the clock: long past, and equal to every such deadline.
+    return scheduleAdmitted(at: Syscall.continuousNanoseconds(deadline) ?? 0, task)
   }
 
   /// Queues an admitted task for `deadline` (CLOCK_BOOTTIME ns), or starts it now when nil.

@@ -340,6 +340,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     var starter: (any ScheduledTaskStarter)?
     let polling: Bool = state.withLock { s in
       s.timers.popExpired(now: now, into: &expired)
+      s.timers.settleTop()  // the next deadline is armed for exactly (not a cancelled one's)
       s.firedTimers &+= expired.count
       starter = takeScheduled(&s, expired, from: 0)
       publishEarliest(s)
@@ -427,7 +428,9 @@ extension Reactor: WorkerTimerSource {
   func claimEarliest() -> Int64? {
     state.withLock { s in
       // A polling reactor thread is awake for the next deadline already.
-      guard !s.closed, !s.polling, let earliest = s.timers.earliestDeadline else { return nil }
+      if s.closed || s.polling { return nil }
+      s.timers.settleTop()  // never claim (and park for) a cancelled deadline
+      guard let earliest = s.timers.earliestDeadline else { return nil }
       s.watched = earliest
       // Armed at the deadline (or not at all): the backstop instead. Armed earlier (a cancelled
       // sleep's deadline): left there; that fire finds nothing due and re-arms at the backstop.

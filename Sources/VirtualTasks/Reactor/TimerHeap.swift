@@ -6,6 +6,16 @@
 /// fired or was cancelled) can never touch a newer timer. Not synchronised: the reactor guards it
 /// with its lock.
 ///
+/// Cancellation is lazy: a cancelled timer's payload is released and its token made stale at
+/// once, but its heap entry stays as a tombstone until it is popped (a due tombstone is dropped,
+/// never returned) or tombstones outnumber live timers (`purge`: one O(n) rebuild); when no live
+/// timer is left, everything is dropped at once. Removing the entry instead cost a sift through
+/// the slot array's cache misses: cancelling 100k timers in deadline order (each one the top,
+/// as timeouts of equal length are) took 34 ms. So at most as many tombstones as live timers
+/// (plus 64) are kept, and `earliestDeadline` is a lower bound: exact unless the top is a
+/// tombstone (`settleTop` makes it exact), in which case whoever arms for it wakes early, pops
+/// nothing due, and re-arms.
+///
 /// Layout, for the cache: each heap entry carries its own key (deadline, sequence), so a sift
 /// compares entries that sit side by side in one array (a node's four children share a cache
 /// line or two) instead of chasing every comparison into the slot array; 4 children per node
@@ -22,6 +32,8 @@ struct TimerHeap<Payload> {
   private struct Slot {
     var generation: UInt32 = 0
     var heapIndex: Int32 = -1  // -1: free
+    /// Cancelled, its entry still in the heap (a tombstone).
+    var cancelled = false
     var payload: Payload?
   }
 
@@ -45,15 +57,21 @@ struct TimerHeap<Payload> {
   /// The generation a new slot starts at: above every generation a token was ever given, so a
   /// stale token can never match a slot created after the storage was released (`releaseIfIdle`).
   private var nextFreshGeneration: UInt32 = 0
+  /// Heap entries whose timer was cancelled (see the type's comment).
+  private var tombstones = 0
 
   /// Above this many slots, an empty heap gives its storage back (100k cancelled sleeps held
   /// about 5 MB until the next burst reused it).
   static var retainedSlots: Int { 4096 }
 
-  var count: Int { heap.count }
-  var isEmpty: Bool { heap.isEmpty }
+  /// Live timers (tombstones not counted).
+  var count: Int { heap.count - tombstones }
+  var isEmpty: Bool { heap.isEmpty }  // with no live timer left, the tombstones are dropped too
+  /// Heap entries, tombstones included (tests: the tombstone bound).
+  var storedEntries: Int { heap.count }
 
-  /// The earliest deadline, or nil when empty.
+  /// The earliest deadline, or nil when no timer is pending. Never later than the earliest live
+  /// timer's; earlier when that entry is a tombstone (see the type's comment).
   var earliestDeadline: Int64? { heap.first?.deadline }
 
   mutating func insert(deadline: Int64) -> TimerToken {
@@ -73,7 +91,7 @@ struct TimerHeap<Payload> {
 
   func contains(_ token: TimerToken) -> Bool {
     Int(token.slot) < slots.count && slots[Int(token.slot)].generation == token.generation
-      && slots[Int(token.slot)].heapIndex >= 0
+      && slots[Int(token.slot)].heapIndex >= 0 && !slots[Int(token.slot)].cancelled
   }
 
   /// Attaches `payload` to a live timer; false when the token is stale.
@@ -83,23 +101,88 @@ struct TimerHeap<Payload> {
     return true
   }
 
-  /// Removes a live timer, returning (found, its payload).
+  /// Removes a live timer, returning (found, its payload). Its token is stale from then on.
   mutating func remove(_ token: TimerToken) -> (found: Bool, payload: Payload?) {
     guard contains(token) else { return (false, nil) }
-    let index = Int(slots[Int(token.slot)].heapIndex)
-    return (true, removeAt(index))
+    let slot = Int(token.slot)
+    let payload = slots[slot].payload.take()
+    slots[slot].cancelled = true
+    slots[slot].generation &+= 1
+    nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
+    tombstones += 1
+    if tombstones == heap.count || (tombstones > Self.tombstoneSlack && tombstones > heap.count - tombstones) {
+      purge()
+    }
+    return (true, payload)
   }
 
-  /// Pops every timer whose deadline is <= now, in (deadline, submission) order.
+  /// Tombstones kept before a purge may run, however few timers are live.
+  static var tombstoneSlack: Int { 64 }
+
+  /// Pops every live timer whose deadline is <= now, in (deadline, submission) order, and drops
+  /// the tombstones among them.
   mutating func popExpired(now: Int64, into out: inout [Payload?]) {
     while let top = heap.first, top.deadline <= now {
-      out.append(removeAt(0))
+      let dead = slots[Int(top.slot)].cancelled
+      let payload = removeAt(0)
+      if !dead { out.append(payload) }
+    }
+    if tombstones > 0 && tombstones == heap.count { purge() }  // none live: drop them all
+  }
+
+  /// Drops the tombstones at the top, so that `earliestDeadline` is exact (the timer watcher's
+  /// claim, the re-arm after a fire). Each costs the sift the cancellation skipped.
+  mutating func settleTop() {
+    while let top = heap.first, slots[Int(top.slot)].cancelled { _ = removeAt(0) }
+  }
+
+  /// Removes everything, returning all payloads (of live timers).
+  mutating func removeAll(into out: inout [Payload?]) {
+    while !heap.isEmpty {
+      let dead = slots[Int(heap[heap.count - 1].slot)].cancelled
+      let payload = removeAt(heap.count - 1)
+      if !dead { out.append(payload) }
     }
   }
 
-  /// Removes everything, returning all payloads.
-  mutating func removeAll(into out: inout [Payload?]) {
-    while !heap.isEmpty { out.append(removeAt(heap.count - 1)) }
+  /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n).
+  private mutating func purge() {
+    var kept = 0
+    for i in 0..<heap.count {
+      let entry = heap[i]
+      let slot = Int(entry.slot)
+      if slots[slot].cancelled {
+        freeSlot(slot)
+      } else {
+        heap[kept] = entry
+        kept += 1
+      }
+    }
+    heap.removeLast(heap.count - kept)  // `freeSlot` counted every tombstone down to 0
+    if heap.count > 1 {
+      var i = (heap.count - 2) / Self.arity
+      while i >= 0 {
+        place(heap[i], at: i, up: false)
+        i -= 1
+      }
+    }
+    for i in 0..<heap.count { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
+    if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
+  }
+
+  /// Returns a slot whose entry left the heap to the free list (its tokens are stale).
+  @inline(__always)
+  private mutating func freeSlot(_ slot: Int) {
+    slots[slot].payload = nil
+    slots[slot].heapIndex = -1
+    if slots[slot].cancelled {
+      slots[slot].cancelled = false
+      tombstones -= 1
+    } else {
+      slots[slot].generation &+= 1
+      nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
+    }
+    free.append(Int32(slot))
   }
 
   private mutating func removeAt(_ index: Int) -> Payload? {
@@ -114,11 +197,7 @@ struct TimerHeap<Payload> {
       }
     }
     let payload = slots[Int(slot)].payload
-    slots[Int(slot)].payload = nil
-    slots[Int(slot)].heapIndex = -1
-    slots[Int(slot)].generation &+= 1
-    nextFreshGeneration = max(nextFreshGeneration, slots[Int(slot)].generation &+ 1)
-    free.append(slot)
+    freeSlot(Int(slot))
     if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
     return payload
   }
@@ -129,6 +208,7 @@ struct TimerHeap<Payload> {
     slots = []
     free = []
     heap = []
+    tombstones = 0
   }
 
   private mutating func siftUp(_ index: Int) {
