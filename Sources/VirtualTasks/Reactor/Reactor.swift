@@ -37,6 +37,13 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   private let stopRequested = Atomic<Bool>(false)
   /// The earliest pending deadline, published for the workers (see `DeadlineHint`).
   let deadlineHint = DeadlineHint()
+  /// Held by whichever thread fires timers (the reactor thread, a worker between jobs, the timer
+  /// watcher) from its pop until the jobs it resumed or started are in the worker pool's
+  /// priority queue. Pops are ordered by the state lock alone, but hand-offs were not: a
+  /// reactor thread still creating the tasks of 476 scheduled tasks (under TSan) let a worker
+  /// pop, start and run the 24 submitted after them, for the same deadline, first. Workers
+  /// between jobs only try it (someone is firing already).
+  let firing = FiringLock()
   /// While `State.polling`: the deadline the reactor thread spins toward (lowered under the lock
   /// by a sleep that is due sooner, read by the spinning thread without it).
   private let pollTarget = Atomic<Int64>(.max)
@@ -310,6 +317,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         timerFired = true
       }
       if timerFired || !readyWaiters.isEmpty {
+        // The whole batch, from the pop to the hand-off, under `firing` (see there).
+        firing.lock()
         batcher?.beginResumeBatch()
         if timerFired {
           polling = fireExpired(now: Syscall.continuousNow(), buffer: &expired, mayPoll: true)
@@ -317,6 +326,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
         for (c, r) in readyWaiters { c.resume(with: r) }
         readyWaiters.removeAll(keepingCapacity: true)
         batcher?.endResumeBatch()
+        firing.unlock()
       }
       if stopRequested.load(ordering: .acquiring) { break }
     }
@@ -421,6 +431,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 }
 
 extension Reactor: WorkerTimerSource {
+  var firingLock: FiringLock { firing }
+
   func earliestDeadline() -> Int64? {
     state.withLock { $0.closed ? nil : $0.timers.earliestDeadline }
   }
@@ -451,6 +463,25 @@ extension Reactor: WorkerTimerSource {
   func fireDue(now: Int64, buffer: inout [TimerPayload?]) {
     fireExpired(now: now, buffer: &buffer)
   }
+}
+
+/// A pthread mutex with a try-lock (`Reactor.firing`). Any thread.
+final class FiringLock: @unchecked Sendable {  // all access goes through the pthread mutex
+  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+  init() {
+    mutex = .allocate(capacity: 1)
+    pthread_mutex_init(mutex, nil)
+  }
+
+  deinit {
+    pthread_mutex_destroy(mutex)
+    mutex.deallocate()
+  }
+
+  func lock() { pthread_mutex_lock(mutex) }
+  func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+  func unlock() { pthread_mutex_unlock(mutex) }
 }
 
 /// What a timer holds: a suspended `sleep`'s continuation, or the body of a scheduled task (a

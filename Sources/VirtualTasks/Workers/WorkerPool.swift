@@ -396,7 +396,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     while true {
       // Awake workers fire the sleeps that are due between their jobs: no reactor thread to
       // wake (the tasks go to the priority queue, and this worker takes the first next).
-      if timersDue() { fireDueTimers(worker) }
+      if timersDue() { fireDueTimers(worker, wait: false) }
       if let job = nextJob(worker, &stealBuffer) {
         queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
         if isSearching {
@@ -465,7 +465,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         } else {
           isSearching = true
         }
-        fireDueTimers(worker)
+        fireDueTimers(worker, wait: true)
       }
       if watching {
         timers?.releaseClaim()
@@ -486,8 +486,17 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 
   /// Fires the due timers from this worker (between jobs, or as the timer watcher). The jobs they
   /// resume collect in `timerJobs` and go to the priority queue together (see below).
-  private func fireDueTimers(_ worker: Worker) {
+  /// Under the reactor's `firing` lock, so that fires hand their jobs over in pop order; with
+  /// `wait` false (between jobs) it returns at once when another thread is firing.
+  private func fireDueTimers(_ worker: Worker, wait: Bool) {
     guard let timers else { return }
+    let firing = timers.firingLock
+    if wait {
+      firing.lock()
+    } else if !firing.tryLock() {
+      return
+    }
+    defer { firing.unlock() }
     worker.collectingTimerJobs = true
     timers.fireDue(now: Syscall.continuousNow(), buffer: &worker.timerScratch)
     worker.collectingTimerJobs = false
@@ -744,6 +753,8 @@ extension WorkerPool: ResumeBatcher {
 protocol WorkerTimerSource: AnyObject, Sendable {
   /// The earliest pending deadline (CLOCK_BOOTTIME ns), or nil when none (or closed).
   func earliestDeadline() -> Int64?
+  /// Held by a thread from its pop of due timers until their jobs are handed over.
+  var firingLock: FiringLock { get }
   /// Like `earliestDeadline`, for the timer watcher about to park until it: the reactor then
   /// keeps its own timerfd for that deadline as a late backstop (`Reactor.watchGraceNanos`) until
   /// `releaseClaim`. Nil when there is none, or the reactor thread is awake polling for it.
