@@ -1,5 +1,6 @@
-/// Allocation budgets (issue 7): mallocs per `taskDedicated`, `taskShared`, `sleepNow` and fd
-/// readiness wait, counted by package-benchmark's malloc interposer over every thread of the
+/// Allocation budgets (issue 7): mallocs per `taskDedicated`, `taskShared`, `sleepNow`, fd
+/// readiness wait and scheduled task (`taskShared(after:)`, due at once: its timer, firing and
+/// task), counted by package-benchmark's malloc interposer over every thread of the
 /// process. Each sample does 1000 operations (`scalingFactor: .kilo`) and waits until all of them
 /// have finished, so work the pool threads do on the caller's behalf is inside the count; the
 /// thresholds under `Thresholds/<swift>/` are therefore mallocs per 1000 operations (p90).
@@ -103,6 +104,14 @@ let benchmarks: @Sendable () -> Void = {
     countdown.reset(n)
     benchmark.startMeasurement()
     for _ in 0..<n { Task(executorPreference: manager) { countdown.done() } }
+    countdown.wait(manager)
+  }
+
+  Benchmark("taskSharedAfter") { benchmark in
+    let n = benchmark.scaledIterations.count
+    countdown.reset(n)
+    benchmark.startMeasurement()
+    for _ in 0..<n { try! manager.taskShared(after: .nanoseconds(1)) { countdown.done() } }
     countdown.wait(manager)
   }
 
