@@ -52,7 +52,7 @@ struct TimerHeapTests {
       }
     }
     var rest: [Int?] = []
-    heap.removeAll(into: &rest)
+    heap.popExpired(now: .max, into: &rest)
     #expect(Set(rest.map { $0! }) == Set(live.map(\.id)))
     #expect(heap.isEmpty)
   }

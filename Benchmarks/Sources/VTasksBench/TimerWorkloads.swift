@@ -292,20 +292,7 @@ enum TimerWorkloads {
           await manager.sleepNow(.nanoseconds(tenSeconds))
         }
       case .swift:
-        let started = Counter()
-        let finished = Latch(1)
-        let parent = Task.detached {
-          await withDiscardingTaskGroup { group in
-            for _ in 0..<n {
-              group.addTask {
-                started.increment()
-                try? await Task.sleep(for: .nanoseconds(tenSeconds))
-              }
-            }
-          }
-          finished.done()
-        }
-        waitUntil { started.current >= n }
+        let (parent, finished) = swiftSleepingGroup(n) { _ in tenSeconds }
         sleepThread(nanoseconds: 100_000_000)  // the last children reach Task.sleep
         lingeringUntil.store(nowNanos() + tenSeconds + 300_000_000, ordering: .relaxed)
         pending = Probe.rss
@@ -467,6 +454,29 @@ enum TimerWorkloads {
     return (pending, nowNanos() - start)
   }
 
+  /// Swift's column of W7 and W8: a detached task whose discarding TaskGroup has `n` children in
+  /// `Task.sleep(delay(i))`. Returns once every child has started, with the parent and the latch
+  /// its end counts down.
+  static func swiftSleepingGroup(
+    _ n: Int, delay: @escaping @Sendable (Int) -> Int64
+  ) -> (parent: Task<Void, Never>, finished: Latch) {
+    let started = Counter()
+    let finished = Latch(1)
+    let parent = Task.detached {
+      await withDiscardingTaskGroup { group in
+        for i in 0..<n {
+          group.addTask {
+            started.increment()
+            try? await Task.sleep(for: .nanoseconds(delay(i)))
+          }
+        }
+      }
+      finished.done()
+    }
+    waitUntil { started.current >= n }
+    return (parent, finished)
+  }
+
   /// Waits until every loop of `group` has run what was submitted to it before.
   static func flush(_ group: MultiThreadedEventLoopGroup) {
     for loop in group.makeIterator() { try! loop.submit {}.wait() }
@@ -522,20 +532,7 @@ enum TimerWorkloads {
       finished.wait(orFail: "W8 vtasks")
       return value
     case .swift:
-      let started = Counter()
-      let finished = Latch(1)
-      let parent = Task.detached {
-        await withDiscardingTaskGroup { group in
-          for i in 0..<n {
-            group.addTask {
-              started.increment()
-              try? await Task.sleep(for: .nanoseconds(delay(i)))
-            }
-          }
-        }
-        finished.done()
-      }
-      waitUntil { started.current >= n }
+      let (parent, finished) = swiftSleepingGroup(n, delay: delay)
       let value = measure()
       parent.cancel()
       finished.wait(orFail: "W8 swift")

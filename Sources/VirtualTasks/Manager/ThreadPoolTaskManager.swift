@@ -438,11 +438,7 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   }
 }
 
-extension ThreadPoolTaskManager: ScheduledTaskStarter {
-  func startScheduled(_ body: @escaping @Sendable () async -> Void) {
-    startShared(body)
-  }
-}
+extension ThreadPoolTaskManager: ScheduledTaskStarter {}  // `startShared` starts a due one
 
 /// A task from ``ThreadPoolTaskManager/taskShared(after:_:)`` that may not have started yet.
 public struct ScheduledTask: Sendable {

@@ -43,7 +43,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   /// reactor thread still creating the tasks of 476 scheduled tasks (under TSan) let a worker
   /// pop, start and run the 24 submitted after them, for the same deadline, first. Workers
   /// between jobs only try it (someone is firing already).
-  let firing = FiringLock()
+  let firing = Locked(())
   /// While `State.polling`: the deadline the reactor thread spins toward (lowered under the lock
   /// by a sleep that is due sooner, read by the spinning thread without it).
   private let pollTarget = Atomic<Int64>(.max)
@@ -188,7 +188,9 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   }
 
   /// Removes a scheduled task that has not started. True when this call removed it: its body is
-  /// then released unrun (after the lock is released: its captures may do anything on deinit).
+  /// then released unrun, and so is the owner's hold when it was the last one pending, both after
+  /// the lock (the body's captures may do anything on deinit, and the owner's deinit shuts the
+  /// manager down).
   func cancelScheduled(_ token: TimerToken) -> Bool {
     var owner: (any ScheduledTaskStarter)?
     var removed: (found: Bool, payload: TimerPayload?) = (false, nil)
@@ -199,6 +201,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       s.scheduled -= 1
       if s.scheduled == 0 { owner = s.scheduledOwner.take() }
     }
+    // Released here, not at their last use (which Swift may pick, inside the lock).
     removed.payload = nil
     withExtendedLifetime(owner) {}
     return removed.found
@@ -227,21 +230,21 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     for payload in batch {
       switch payload {
       case .sleeper(let continuation)?: continuation.resume()
-      case .task(let body)?: starter?.startScheduled(body)
+      case .task(let body)?: starter?.startShared(body)
       case nil: break  // a sleep not yet attached: its attach finds the token stale and resumes
       }
     }
   }
 
-  /// Counts the scheduled tasks among `batch[from...]`, just popped (lock held), and returns their
-  /// owner, to start them with once the lock is released; releases the owner's hold when none
-  /// is left pending.
+  /// Counts the scheduled tasks in `batch`, just popped (lock held), and returns their owner, to
+  /// start them with once the lock is released; releases the owner's hold when none is left
+  /// pending.
   @inline(__always)
-  private func takeScheduled(_ s: inout State, _ batch: [TimerPayload?], from: Int) -> (any ScheduledTaskStarter)? {
+  private func takeScheduled(_ s: inout State, _ batch: [TimerPayload?]) -> (any ScheduledTaskStarter)? {
     if s.scheduled == 0 { return nil }
     var tasks = 0
-    for i in from..<batch.count {
-      if case .task? = batch[i] { tasks += 1 }
+    for payload in batch {
+      if case .task? = payload { tasks += 1 }
     }
     if tasks == 0 { return nil }
     s.scheduled -= tasks
@@ -318,15 +321,15 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       }
       if timerFired || !readyWaiters.isEmpty {
         // The whole batch, from the pop to the hand-off, under `firing` (see there).
-        firing.lock()
-        batcher?.beginResumeBatch()
-        if timerFired {
-          polling = fireExpired(now: Syscall.continuousNow(), buffer: &expired, mayPoll: true)
+        firing.withLock { _ in
+          batcher?.beginResumeBatch()
+          if timerFired {
+            polling = fireExpired(now: Syscall.continuousNow(), buffer: &expired, mayPoll: true)
+          }
+          for (c, r) in readyWaiters { c.resume(with: r) }
+          readyWaiters.removeAll(keepingCapacity: true)
+          batcher?.endResumeBatch()
         }
-        for (c, r) in readyWaiters { c.resume(with: r) }
-        readyWaiters.removeAll(keepingCapacity: true)
-        batcher?.endResumeBatch()
-        firing.unlock()
       }
       if stopRequested.load(ordering: .acquiring) { break }
     }
@@ -352,7 +355,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       s.timers.popExpired(now: now, into: &expired)
       s.timers.settleTop()  // the next deadline is armed for exactly (not a cancelled one's)
       s.firedTimers &+= expired.count
-      starter = takeScheduled(&s, expired, from: 0)
+      starter = takeScheduled(&s, expired)
       publishEarliest(s)
       if s.polling && !mayPoll { return false }  // the polling reactor thread fires the next
       if s.armed <= now { s.armed = 0 }  // passed: the one-shot timerfd fired (or is about to)
@@ -395,7 +398,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       if s.closed { return false }
       s.closed = true
       s.timers.popExpired(now: .max, into: &pending)  // in (deadline, submission) order
-      starter = takeScheduled(&s, pending, from: 0)
+      starter = takeScheduled(&s, pending)
       publishEarliest(s)
       for (fd, record) in s.fds {
         _ = vt_epoll_ctl(epollFD, Int32(VT_EPOLL_CTL_DEL), fd, 0, 0)
@@ -431,7 +434,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 }
 
 extension Reactor: WorkerTimerSource {
-  var firingLock: FiringLock { firing }
+  var firingLock: Locked<Void> { firing }
 
   func earliestDeadline() -> Int64? {
     state.withLock { $0.closed ? nil : $0.timers.earliestDeadline }
@@ -465,25 +468,6 @@ extension Reactor: WorkerTimerSource {
   }
 }
 
-/// A pthread mutex with a try-lock (`Reactor.firing`). Any thread.
-final class FiringLock: @unchecked Sendable {  // all access goes through the pthread mutex
-  private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-
-  init() {
-    mutex = .allocate(capacity: 1)
-    pthread_mutex_init(mutex, nil)
-  }
-
-  deinit {
-    pthread_mutex_destroy(mutex)
-    mutex.deallocate()
-  }
-
-  func lock() { pthread_mutex_lock(mutex) }
-  func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
-  func unlock() { pthread_mutex_unlock(mutex) }
-}
-
 /// What a timer holds: a suspended `sleep`'s continuation, or the body of a scheduled task (a
 /// `taskShared(after:)` task that does not exist yet), started when due.
 enum TimerPayload {
@@ -494,7 +478,7 @@ enum TimerPayload {
 /// Starts the scheduled tasks that come due (the manager: they run as its `taskShared` tasks).
 protocol ScheduledTaskStarter: AnyObject, Sendable {
   /// Creates the task of a due scheduled `body`, from whichever thread fired its timer.
-  func startScheduled(_ body: @escaping @Sendable () async -> Void)
+  func startShared(_ body: @escaping @Sendable () async -> Void)
 }
 
 /// The earliest pending sleep deadline (CLOCK_BOOTTIME ns; `Int64.max` when none), published by

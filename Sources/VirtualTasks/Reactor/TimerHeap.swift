@@ -55,7 +55,7 @@ struct TimerHeap<Payload> {
   private var heap: [Entry] = []
   private var nextSequence: UInt64 = 0
   /// The generation a new slot starts at: above every generation a token was ever given, so a
-  /// stale token can never match a slot created after the storage was released (`releaseIfIdle`).
+  /// stale token can never match a slot created after the storage was released (`releaseStorage`).
   private var nextFreshGeneration: UInt32 = 0
   /// Heap entries whose timer was cancelled (see the type's comment).
   private var tombstones = 0
@@ -107,12 +107,9 @@ struct TimerHeap<Payload> {
     let slot = Int(token.slot)
     let payload = slots[slot].payload.take()
     slots[slot].cancelled = true
-    slots[slot].generation &+= 1
-    nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
+    makeStale(slot)
     tombstones += 1
-    if tombstones == heap.count || (tombstones > Self.tombstoneSlack && tombstones > heap.count - tombstones) {
-      purge()
-    }
+    purgeIfDue()
     return (true, payload)
   }
 
@@ -127,7 +124,7 @@ struct TimerHeap<Payload> {
       let payload = removeAt(0)
       if !dead { out.append(payload) }
     }
-    if tombstones > 0 && tombstones == heap.count { purge() }  // none live: drop them all
+    purgeIfDue()
   }
 
   /// Drops the tombstones at the top, so that `earliestDeadline` is exact (the timer watcher's
@@ -136,13 +133,11 @@ struct TimerHeap<Payload> {
     while let top = heap.first, slots[Int(top.slot)].cancelled { _ = removeAt(0) }
   }
 
-  /// Removes everything, returning all payloads (of live timers).
-  mutating func removeAll(into out: inout [Payload?]) {
-    while !heap.isEmpty {
-      let dead = slots[Int(heap[heap.count - 1].slot)].cancelled
-      let payload = removeAt(heap.count - 1)
-      if !dead { out.append(payload) }
-    }
+  /// Purges when no timer is live, or when tombstones outnumber live timers by the slack.
+  @inline(__always)
+  private mutating func purgeIfDue() {
+    let live = heap.count - tombstones
+    if tombstones > 0 && (live == 0 || (tombstones > Self.tombstoneSlack && tombstones > live)) { purge() }
   }
 
   /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n).
@@ -179,10 +174,16 @@ struct TimerHeap<Payload> {
       slots[slot].cancelled = false
       tombstones -= 1
     } else {
-      slots[slot].generation &+= 1
-      nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
+      makeStale(slot)  // a tombstone's tokens went stale when it was cancelled
     }
     free.append(Int32(slot))
+  }
+
+  /// Moves the slot to a new generation: every token handed out for it is stale from now on.
+  @inline(__always)
+  private mutating func makeStale(_ slot: Int) {
+    slots[slot].generation &+= 1
+    nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
   }
 
   private mutating func removeAt(_ index: Int) -> Payload? {

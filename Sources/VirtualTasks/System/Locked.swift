@@ -40,4 +40,13 @@ final class Locked<Value>: @unchecked Sendable {  // `value` is only touched wit
     defer { pthread_mutex_unlock(mutex) }
     return try body(&value.pointee)
   }
+
+  /// Like `withLock` when the mutex is free; nil at once, without running `body`, when another
+  /// thread holds it.
+  @inline(__always)
+  func withLockIfAvailable<R>(_ body: (inout Value) throws -> R) rethrows -> R? {
+    if pthread_mutex_trylock(mutex) != 0 { return nil }
+    defer { pthread_mutex_unlock(mutex) }
+    return try body(&value.pointee)
+  }
 }

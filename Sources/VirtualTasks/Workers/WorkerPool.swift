@@ -490,13 +490,15 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// `wait` false (between jobs) it returns at once when another thread is firing.
   private func fireDueTimers(_ worker: Worker, wait: Bool) {
     guard let timers else { return }
-    let firing = timers.firingLock
     if wait {
-      firing.lock()
-    } else if !firing.tryLock() {
-      return
+      timers.firingLock.withLock { _ in fireDueTimersLocked(worker, timers) }
+    } else {
+      _ = timers.firingLock.withLockIfAvailable { _ in fireDueTimersLocked(worker, timers) }
     }
-    defer { firing.unlock() }
+  }
+
+  /// `fireDueTimers` with the reactor's `firing` lock held.
+  private func fireDueTimersLocked(_ worker: Worker, _ timers: any WorkerTimerSource) {
     worker.collectingTimerJobs = true
     timers.fireDue(now: Syscall.continuousNow(), buffer: &worker.timerScratch)
     worker.collectingTimerJobs = false
@@ -754,7 +756,7 @@ protocol WorkerTimerSource: AnyObject, Sendable {
   /// The earliest pending deadline (CLOCK_BOOTTIME ns), or nil when none (or closed).
   func earliestDeadline() -> Int64?
   /// Held by a thread from its pop of due timers until their jobs are handed over.
-  var firingLock: FiringLock { get }
+  var firingLock: Locked<Void> { get }
   /// Like `earliestDeadline`, for the timer watcher about to park until it: the reactor then
   /// keeps its own timerfd for that deadline as a late backstop (`Reactor.watchGraceNanos`) until
   /// `releaseClaim`. Nil when there is none, or the reactor thread is awake polling for it.
