@@ -17,6 +17,7 @@ struct TimerHeapTests {
     }
     var submitted = 0
     var now: Int64 = 0
+    var lastCancelled: TimerToken?
     for step in 0..<40_000 {
       switch next(10) {
       case 0..<5:
@@ -26,6 +27,11 @@ struct TimerHeapTests {
         #expect(attached)
         live.append((deadline, submitted, submitted, token))
         submitted += 1
+        // A cancelled timer's slot is reused at once, its tombstone possibly still in the heap:
+        // the old token must not reach the new timer.
+        if let stale = lastCancelled {
+          #expect(!heap.contains(stale) && !heap.remove(stale).found, "step \(step)")
+        }
       case 5..<8:
         guard !live.isEmpty else { continue }
         let victim = live.remove(at: next(live.count))
@@ -33,6 +39,7 @@ struct TimerHeapTests {
         #expect(removed.found && removed.payload == victim.id, "step \(step)")
         let again = heap.remove(victim.token)
         #expect(!again.found, "a cancelled token is stale")
+        lastCancelled = victim.token
       default:
         now += Int64(next(20))
         var fired: [Int?] = []

@@ -324,6 +324,13 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
     }
   }
 
+  /// `ScheduledTask.cancel`: true when this call removed the task before it started.
+  func cancelScheduled(_ token: TimerToken) -> Bool {
+    guard reactor.cancelScheduled(token) else { return false }
+    sharedFinished()  // it was admitted as a shared task: it ends here
+    return true
+  }
+
   func sharedFinished() {
     workers.countSharedFinished()
     if awaitingDrain.load(ordering: .sequentiallyConsistent) {
@@ -452,9 +459,8 @@ public struct ScheduledTask: Sendable {
   /// task that has started is not cancelled by this: use Swift task cancellation inside it.
   @discardableResult
   public func cancel() -> Bool {
-    guard let core, let token, core.reactor.cancelScheduled(token) else { return false }
-    core.sharedFinished()  // it was admitted as a shared task: it ends here
-    return true
+    guard let token else { return false }
+    return core?.cancelScheduled(token) ?? false
   }
 }
 

@@ -6,10 +6,11 @@
 /// fired or was cancelled) can never touch a newer timer. Not synchronised: the reactor guards it
 /// with its lock.
 ///
-/// Cancellation is lazy: a cancelled timer's payload is released and its token made stale at
-/// once, but its heap entry stays as a tombstone until it is popped (a due tombstone is dropped,
-/// never returned) or tombstones outnumber live timers (`purge`: one O(n) rebuild); when no live
-/// timer is left, everything is dropped at once. Removing the entry instead cost a sift through
+/// Cancellation is lazy: a cancelled timer's payload is released, its token made stale and its
+/// slot freed at once, but its heap entry stays as a tombstone (flagged in the entry itself, its
+/// slot number no longer followed) until it is popped (a due tombstone is dropped, never
+/// returned) or tombstones outnumber live timers (`purge`: one O(n) rebuild that reads only the
+/// heap array); when no live timer is left, everything is dropped at once. Removing the entry instead cost a sift through
 /// the slot array's cache misses: cancelling 100k timers in deadline order (each one the top,
 /// as timeouts of equal length are) took 34 ms. So at most as many tombstones as live timers
 /// (plus 64) are kept, and `earliestDeadline` is a lower bound: exact unless the top is a
@@ -32,8 +33,6 @@ struct TimerHeap<Payload> {
   private struct Slot {
     var generation: UInt32 = 0
     var heapIndex: Int32 = -1  // -1: free
-    /// Cancelled, its entry still in the heap (a tombstone).
-    var cancelled = false
     var payload: Payload?
   }
 
@@ -41,6 +40,9 @@ struct TimerHeap<Payload> {
     var deadline: Int64
     var sequence: UInt64
     var slot: Int32
+    /// Cancelled (a tombstone): `slot` was freed at the cancel and may belong to a newer timer,
+    /// so it is never followed. In the padding: the entry stays 24 bytes.
+    var dead = false
 
     @inline(__always)
     func precedes(_ other: Entry) -> Bool {
@@ -91,7 +93,7 @@ struct TimerHeap<Payload> {
 
   func contains(_ token: TimerToken) -> Bool {
     Int(token.slot) < slots.count && slots[Int(token.slot)].generation == token.generation
-      && slots[Int(token.slot)].heapIndex >= 0 && !slots[Int(token.slot)].cancelled
+      && slots[Int(token.slot)].heapIndex >= 0
   }
 
   /// Attaches `payload` to a live timer; false when the token is stale.
@@ -106,8 +108,8 @@ struct TimerHeap<Payload> {
     guard contains(token) else { return (false, nil) }
     let slot = Int(token.slot)
     let payload = slots[slot].payload.take()
-    slots[slot].cancelled = true
-    makeStale(slot)
+    heap[Int(slots[slot].heapIndex)].dead = true
+    freeSlot(slot)
     tombstones += 1
     purgeIfDue()
     return (true, payload)
@@ -120,9 +122,8 @@ struct TimerHeap<Payload> {
   /// the tombstones among them.
   mutating func popExpired(now: Int64, into out: inout [Payload?]) {
     while let top = heap.first, top.deadline <= now {
-      let dead = slots[Int(top.slot)].cancelled
       let payload = removeAt(0)
-      if !dead { out.append(payload) }
+      if !top.dead { out.append(payload) }
     }
     purgeIfDue()
   }
@@ -130,7 +131,7 @@ struct TimerHeap<Payload> {
   /// Drops the tombstones at the top, so that `earliestDeadline` is exact (the timer watcher's
   /// claim, the re-arm after a fire). Each costs the sift the cancellation skipped.
   mutating func settleTop() {
-    while let top = heap.first, slots[Int(top.slot)].cancelled { _ = removeAt(0) }
+    while let top = heap.first, top.dead { _ = removeAt(0) }
   }
 
   /// Purges when no timer is live, or when tombstones outnumber live timers by the slack.
@@ -140,20 +141,23 @@ struct TimerHeap<Payload> {
     if tombstones > 0 && (live == 0 || (tombstones > Self.tombstoneSlack && tombstones > live)) { purge() }
   }
 
-  /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n).
+  /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n). One pass
+  /// compacts the live entries (recording where each went) and frees the tombstones' slots; the
+  /// heapify then rewrites only the entries it moves.
   private mutating func purge() {
+    let before = heap.count
     var kept = 0
-    for i in 0..<heap.count {
-      let entry = heap[i]
-      let slot = Int(entry.slot)
-      if slots[slot].cancelled {
-        freeSlot(slot)
-      } else {
-        heap[kept] = entry
-        kept += 1
+    slots.withUnsafeMutableBufferPointer { slots in
+      heap.withUnsafeMutableBufferPointer { heap in
+        for i in 0..<before where !heap[i].dead {
+          heap[kept] = heap[i]
+          slots[Int(heap[kept].slot)].heapIndex = Int32(kept)
+          kept += 1
+        }
       }
     }
-    heap.removeLast(heap.count - kept)  // `freeSlot` counted every tombstone down to 0
+    tombstones = 0
+    heap.removeLast(before - kept)
     if heap.count > 1 {
       var i = (heap.count - 2) / Self.arity
       while i >= 0 {
@@ -161,21 +165,15 @@ struct TimerHeap<Payload> {
         i -= 1
       }
     }
-    for i in 0..<heap.count { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
     if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
   }
 
-  /// Returns a slot whose entry left the heap to the free list (its tokens are stale).
+  /// Returns a slot to the free list, its payload already taken: its tokens are stale from now
+  /// on. Called when its entry leaves the heap, or becomes a tombstone.
   @inline(__always)
   private mutating func freeSlot(_ slot: Int) {
-    slots[slot].payload = nil
     slots[slot].heapIndex = -1
-    if slots[slot].cancelled {
-      slots[slot].cancelled = false
-      tombstones -= 1
-    } else {
-      makeStale(slot)  // a tombstone's tokens went stale when it was cancelled
-    }
+    makeStale(slot)
     free.append(Int32(slot))
   }
 
@@ -187,7 +185,7 @@ struct TimerHeap<Payload> {
   }
 
   private mutating func removeAt(_ index: Int) -> Payload? {
-    let slot = heap[index].slot
+    let removed = heap[index]
     let last = heap.removeLast()
     if index < heap.count {
       // The last entry fills the hole: it moves up or down from there.
@@ -197,8 +195,13 @@ struct TimerHeap<Payload> {
         place(last, at: index, up: false)
       }
     }
-    let payload = slots[Int(slot)].payload
-    freeSlot(Int(slot))
+    var payload: Payload?
+    if removed.dead {
+      tombstones -= 1  // its slot was freed when it was cancelled
+    } else {
+      payload = slots[Int(removed.slot)].payload.take()
+      freeSlot(Int(removed.slot))
+    }
     if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
     return payload
   }
@@ -217,36 +220,41 @@ struct TimerHeap<Payload> {
   }
 
   /// Moves the hole at `start` up (toward the root) or down until `entry` fits there, then
-  /// stores it, rewriting `heapIndex` of every entry moved.
+  /// stores it, rewriting `heapIndex` of every live entry moved. Indices stay within the heap by construction; the
+  /// unchecked buffers spare a bounds and uniqueness check per level on the reactor's hot path.
   private mutating func place(_ entry: Entry, at start: Int, up: Bool) {
-    var i = start
-    if up {
-      while i > 0 {
-        let parent = (i - 1) / Self.arity
-        if !entry.precedes(heap[parent]) { break }
-        heap[i] = heap[parent]
-        slots[Int(heap[i].slot)].heapIndex = Int32(i)
-        i = parent
-      }
-    } else {
-      let n = heap.count
-      while true {
-        let first = Self.arity * i + 1
-        if first >= n { break }
-        var best = first
-        var child = first + 1
-        let end = min(first + Self.arity, n)
-        while child < end {
-          if heap[child].precedes(heap[best]) { best = child }
-          child += 1
+    slots.withUnsafeMutableBufferPointer { slots in
+      heap.withUnsafeMutableBufferPointer { heap in
+        var i = start
+        if up {
+          while i > 0 {
+            let parent = (i - 1) / Self.arity
+            if !entry.precedes(heap[parent]) { break }
+            heap[i] = heap[parent]
+            if !heap[i].dead { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
+            i = parent
+          }
+        } else {
+          let n = heap.count
+          while true {
+            let first = Self.arity * i + 1
+            if first >= n { break }
+            var best = first
+            var child = first + 1
+            let end = min(first + Self.arity, n)
+            while child < end {
+              if heap[child].precedes(heap[best]) { best = child }
+              child += 1
+            }
+            if !heap[best].precedes(entry) { break }
+            heap[i] = heap[best]
+            if !heap[i].dead { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
+            i = best
+          }
         }
-        if !heap[best].precedes(entry) { break }
-        heap[i] = heap[best]
-        slots[Int(heap[i].slot)].heapIndex = Int32(i)
-        i = best
+        heap[i] = entry
+        if !entry.dead { slots[Int(entry.slot)].heapIndex = Int32(i) }
       }
     }
-    heap[i] = entry
-    slots[Int(entry.slot)].heapIndex = Int32(i)
   }
 }
