@@ -445,7 +445,14 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   }
 }
 
-extension ThreadPoolTaskManager: ScheduledTaskStarter {}  // `startShared` starts a due one
+extension ThreadPoolTaskManager: ScheduledTaskStarter {
+  /// The workers create the tasks, in order (`WorkerPool.submitDue`); once the pool is gone
+  /// they are created here, and their jobs go to Swift's global executor.
+  func startDue(_ batch: [TimerPayload?]) {
+    if core.workers.submitDue(batch, manager: self) { return }
+    for case .task(let body)? in batch { startShared(body) }
+  }
+}
 
 /// A task from ``ThreadPoolTaskManager/taskShared(after:_:)`` that may not have started yet.
 public struct ScheduledTask: Sendable {

@@ -38,8 +38,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   /// The earliest pending deadline, published for the workers (see `DeadlineHint`).
   let deadlineHint = DeadlineHint()
   /// Held by whichever thread fires timers (the reactor thread, a worker between jobs, the timer
-  /// watcher) from its pop until the jobs it resumed or started are in the worker pool's
-  /// priority queue. Pops are ordered by the state lock alone, but hand-offs were not: a
+  /// watcher) from its pop until the jobs it resumed are in the worker pool's priority queue and
+  /// the scheduled tasks it found are in its due queue (`SpawnQueue.due`). Pops are ordered by the state lock alone, but hand-offs were not: a
   /// reactor thread still creating the tasks of 476 scheduled tasks (under TSan) let a worker
   /// pop, start and run the 24 submitted after them, for the same deadline, first. Workers
   /// between jobs only try it (someone is firing already).
@@ -222,18 +222,16 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     }
   }
 
-  /// Resumes the sleepers and starts the scheduled tasks of a batch popped under the lock (lock
-  /// not held), in the batch's (deadline, submission) order. `starter` is the tasks' owner,
-  /// taken under the lock when the batch holds any.
+  /// Resumes the sleepers and hands over the scheduled tasks of a batch popped under the lock
+  /// (lock not held), each kind in the batch's (deadline, submission) order. `starter` is the
+  /// tasks' owner, taken under the lock when the batch holds any.
   @inline(__always)
   private func fire(_ batch: [TimerPayload?], starter: (any ScheduledTaskStarter)?) {
     for payload in batch {
-      switch payload {
-      case .sleeper(let continuation)?: continuation.resume()
-      case .task(let body)?: starter?.startShared(body)
-      case nil: break  // a sleep not yet attached: its attach finds the token stale and resumes
-      }
+      // nil: a sleep not yet attached: its attach finds the token stale and resumes.
+      if case .sleeper(let continuation)? = payload { continuation.resume() }
     }
+    starter?.startDue(batch)
   }
 
   /// Counts the scheduled tasks in `batch`, just popped (lock held), and returns their owner, to
@@ -477,8 +475,9 @@ enum TimerPayload {
 
 /// Starts the scheduled tasks that come due (the manager: they run as its `taskShared` tasks).
 protocol ScheduledTaskStarter: AnyObject, Sendable {
-  /// Creates the task of a due scheduled `body`, from whichever thread fired its timer.
-  func startShared(_ body: @escaping @Sendable () async -> Void)
+  /// Starts the due scheduled tasks of `batch` (its `.task` payloads, in order), from whichever
+  /// thread fired their timers.
+  func startDue(_ batch: [TimerPayload?])
 }
 
 /// The earliest pending sleep deadline (CLOCK_BOOTTIME ns; `Int64.max` when none), published by

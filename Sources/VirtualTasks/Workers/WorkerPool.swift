@@ -98,6 +98,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// not count them). Its own counter so that the submitting thread's increments share no cache
   /// line with the workers' per-job `queued` traffic; workers subtract a whole batch at once.
   private let spawnCount = Atomic<Int>(0)
+  /// Of those, due scheduled tasks (`SpawnQueue.due`): a hint for `nextJob`, relaxed.
+  private let dueCount = Atomic<Int>(0)
   /// `taskShared` tasks that finished off the workers (after they exited).
   private let sharedFinishedElsewhere = Atomic<Int>(0)
   /// The thread-owner index a reactor thread marks itself with (`vt_set_thread_owner`).
@@ -169,12 +171,35 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   func submitSpawn(_ body: @escaping @Sendable () async -> Void, manager: ThreadPoolTaskManager) -> Bool {
     let accepted: Bool = spawns.withLock { state in
       if state.terminated { return false }
-      if state.queue.isEmpty { state.manager = manager }
+      if state.isEmpty { state.manager = manager }
       state.queue.pushBack(body)
       return true
     }
     guard accepted else { return false }
     spawnCount.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    notifyIfNeeded()
+    return true
+  }
+
+  /// Queues the due scheduled tasks of `batch` (a fired timer batch, in order) to be created by
+  /// the workers (see `SpawnQueue.due`). Returns false once the pool is gone: the caller then
+  /// creates them itself.
+  func submitDue(_ batch: [TimerPayload?], manager: ThreadPoolTaskManager) -> Bool {
+    var count = 0
+    let accepted: Bool = spawns.withLock { state in
+      if state.terminated { return false }
+      if state.isEmpty { state.manager = manager }
+      for case .task(let body)? in batch {
+        state.due.pushBack(body)
+        count += 1
+      }
+      if state.isEmpty { state.manager = nil }  // the batch held no task
+      return true
+    }
+    guard accepted else { return false }
+    if count == 0 { return true }
+    dueCount.wrappingAdd(count, ordering: .relaxed)
+    spawnCount.wrappingAdd(count, ordering: .sequentiallyConsistent)
     notifyIfNeeded()
     return true
   }
@@ -542,6 +567,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       priorityCount.wrappingSubtract(1, ordering: .relaxed)
       return job
     }
+    if dueCount.load(ordering: .relaxed) > 0, let job = startNextDue(worker) { return job }
     // Every `sharedQueueInterval`-th job, look at the shared queues first (tokio checks its
     // global queue every 61 ticks): a task that keeps re-enqueuing itself locally (a yield loop)
     // must not starve the work submitted from outside. Injected jobs go to the back of the ring,
@@ -633,7 +659,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         let share = min(32, state.queue.count / workers.count + 1)
         while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
         let manager = state.manager
-        if state.queue.isEmpty { state.manager = nil }  // the queue's reference moves here
+        if state.isEmpty { state.manager = nil }  // the queue's reference moves here
         return manager
       }
       worker.spawnBatch = batch
@@ -653,6 +679,23 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       worker.spawnNext = 0
       worker.spawnManager = nil
     }
+    return popLocal(worker)
+  }
+
+  /// Creates the task of the first due scheduled task (one per lock: two workers taking batches
+  /// would start them out of order) and returns its first job.
+  private func startNextDue(_ worker: Worker) -> UnownedJob? {
+    let next: (body: @Sendable () async -> Void, manager: ThreadPoolTaskManager)? = spawns.withLock { state in
+      guard let body = state.due.popFront(), let manager = state.manager else { return nil }
+      if state.isEmpty { state.manager = nil }  // the queue's reference moves here
+      return (body, manager)
+    }
+    guard let next else { return nil }
+    dueCount.wrappingSubtract(1, ordering: .relaxed)
+    spawnCount.wrappingSubtract(1, ordering: .relaxed)
+    worker.quietEnqueue = true
+    next.manager.startShared(next.body)
+    worker.quietEnqueue = false
     return popLocal(worker)
   }
 
@@ -714,6 +757,10 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     var requests: [@Sendable () async -> Void] = []
     let manager: ThreadPoolTaskManager? = spawns.withLock { state in
       state.terminated = true
+      while let body = state.due.popFront() {
+        requests.append(body)
+        dueCount.wrappingSubtract(1, ordering: .relaxed)
+      }
       while let body = state.queue.popFront() { requests.append(body) }
       defer { state.manager = nil }
       return state.manager
@@ -773,10 +820,20 @@ protocol WorkerTimerSource: AnyObject, Sendable {
 /// `taskShared` calls made outside any task (a plain thread, a blocking-pool thread): the worker
 /// that takes one creates its task with `manager.startShared`. `manager` is set while the queue
 /// is not empty, keeping the manager (the tasks' executor preference) alive until then.
+///
+/// `due` holds the scheduled tasks (`taskShared(after:)`) whose timers fired, in (deadline,
+/// submission) order: workers take them one at a time, right after the priority queue, so they
+/// start in that order and ahead of other work, the way a resumed sleeper does. The timer's
+/// firer only queues them (under the reactor's firing lock): a burst of 100k due timers used to
+/// be 100k tasks created at once by one thread, about 1 KB each (W5s: 96 MB peak), while the
+/// workers waited for them.
 struct SpawnQueue {
   var queue = RingDeque<@Sendable () async -> Void>()
+  var due = RingDeque<@Sendable () async -> Void>()
   var manager: ThreadPoolTaskManager?
   var terminated = false
+
+  var isEmpty: Bool { queue.isEmpty && due.isEmpty }
 }
 
 /// How long before a timer's deadline the timer watcher ends its timed park, learnt from how late
