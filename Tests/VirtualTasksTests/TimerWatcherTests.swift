@@ -59,6 +59,35 @@ struct TimerWatcherTests {
     reactor.close()
   }
 
+  @Test func workerFire_pushesANearBackstopLater_atMostOncePerHalfGracePeriod() async throws {
+    // A reactor of its own; fires are driven by hand with chosen clock readings, far in the
+    // future (no timing premise). A worker's fire (mayPoll: false) used to move the timerfd only
+    // earlier: a stale target then woke the reactor thread for nothing every grace period.
+    let reactor = try Reactor(threadName: "rearm-reactor")
+    func armed() -> Int64 { reactor.state.withLock { $0.armed } }
+    func pending() -> Int { reactor.snapshot().pendingTimers }
+    let first = Syscall.continuousNow() + 3_600_000_000_000
+    let second = first + 10_000_000
+    let a = Task.detached { await reactor.sleep(untilNanoseconds: first) }
+    #expect(await eventually { pending() == 1 })
+    let b = Task.detached { await reactor.sleep(untilNanoseconds: second) }
+    #expect(await eventually { pending() == 2 })
+    #expect(armed() == first)
+    a.cancel()  // lazily: the timerfd stays at `first`
+    await a.value
+    #expect(armed() == first)
+    var buffer: [TimerPayload?] = []
+    // The backstop is a whole millisecond away: left alone.
+    _ = reactor.fireExpired(now: first - 1_000_000, buffer: &buffer)
+    #expect(armed() == first)
+    // Less than half a grace period away: moved to the next live deadline.
+    _ = reactor.fireExpired(now: first - Reactor.watchGraceNanos / 4, buffer: &buffer)
+    #expect(armed() == second)
+    b.cancel()
+    await b.value
+    reactor.close()
+  }
+
   @Test func claimWhileThePoolIsIdle_neverLosesTheDeadline() async throws {
     // End to end: an idle worker claims the deadline (the timerfd is its backstop), and the sleep
     // still ends, on time or later, never earlier.

@@ -372,10 +372,18 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       }
       s.polling = false
       let target = armTarget(s, next)
-      // The reactor thread re-arms exactly. A worker firing between jobs only moves the timerfd
-      // earlier, never later: a backstop that fires early just re-arms, and a re-arm per fire was
-      // a `timerfd_settime` per deadline in a dense stream of them.
-      if mayPoll ? s.armed != target : (s.armed == 0 || target < s.armed) { arm(&s, target) }
+      // The reactor thread re-arms exactly. A worker firing between jobs moves the timerfd
+      // earlier, and later only once the backstop is less than half a grace period away: a
+      // re-arm per fire was a `timerfd_settime` per deadline in a dense stream of them, and a
+      // backstop left to fire woke the reactor thread every grace period while the workers kept
+      // up (W5: 5k wake-ups a second, each preempting a busy worker on a 2-CPU machine). So at
+      // most one re-arm per half grace period, and a timer still fires at most a grace period
+      // late once the workers stop firing.
+      if mayPoll {
+        if s.armed != target { arm(&s, target) }
+      } else if s.armed == 0 || target < s.armed || s.armed &- now < Self.watchGraceNanos / 2 {
+        arm(&s, target)
+      }
       return false
     }
     fire(expired, starter: starter)

@@ -1,16 +1,17 @@
 /// The reactor's timers: an indexed 4-ary min-heap over a slab of slots.
 ///
-/// O(log n) insert and cancel (each slot knows its heap position), O(1) peek. Ties on the deadline
-/// are broken by a submission sequence number, so equal deadlines fire in submission order. Slots
-/// are reused through a free list and carry a generation, so a stale token (a sleep that already
-/// fired or was cancelled) can never touch a newer timer. Not synchronised: the reactor guards it
-/// with its lock.
+/// O(log n) insert, O(1) cancel and peek. Ties on the deadline are broken by a submission
+/// sequence number (64 bits: it never wraps), so equal deadlines fire in submission order. The
+/// sequence number also names the timer: a slot records the sequence of the timer it holds, a
+/// token and a heap entry carry it, and a mismatch means the timer has fired or was cancelled, so
+/// a stale token can never touch a newer timer in the same slot. Slots are reused through a free
+/// list. Not synchronised: the reactor guards it with its lock.
 ///
-/// Cancellation is lazy: a cancelled timer's payload is released, its token made stale and its
-/// slot freed at once, but its heap entry stays as a tombstone (flagged in the entry itself, its
-/// slot number no longer followed) until it is popped (a due tombstone is dropped, never
-/// returned) or tombstones outnumber live timers (`purge`: one O(n) rebuild that reads only the
-/// heap array); when no live timer is left, everything is dropped at once. Removing the entry instead cost a sift through
+/// Cancellation is lazy: a cancelled timer's payload is released and its slot freed (the token
+/// goes stale) at once, touching only the slot; its heap entry stays as a tombstone, recognised
+/// by its sequence no longer matching its slot's, until it is popped (a due tombstone is dropped,
+/// never returned) or tombstones outnumber live timers (`purge`: one O(n) rebuild); when no live
+/// timer is left, everything is dropped at once. Removing the entry instead cost a sift through
 /// the slot array's cache misses: cancelling 100k timers in deadline order (each one the top,
 /// as timeouts of equal length are) took 34 ms. So at most as many tombstones as live timers
 /// (plus 64) are kept, and `earliestDeadline` is a lower bound: exact unless the top is a
@@ -20,19 +21,21 @@
 /// Layout, for the cache: each heap entry carries its own key (deadline, sequence), so a sift
 /// compares entries that sit side by side in one array (a node's four children share a cache
 /// line or two) instead of chasing every comparison into the slot array; 4 children per node
-/// halve the depth (8 levels for 100k timers, not 17). Sifts move a hole rather than swapping, and
-/// only moved entries have their slot's `heapIndex` rewritten. Cancelling 100k sleeps at random
-/// positions (W7) spent most of its time on the cancelling thread in the binary heap's misses.
+/// halve the depth (8 levels for 100k timers, not 17). Sifts move a hole rather than swapping,
+/// and touch only the heap array: slots do not record their heap position (a lazy cancel needs
+/// none), which had cost a write into a random slot, a cache miss, per level of every sift, under
+/// the reactor's lock (W5: workers queued on that lock behind a firing batch).
 
 struct TimerToken: Sendable, Equatable {
   let slot: Int32
-  let generation: UInt32
+  /// The timer's sequence number (never 0).
+  let sequence: UInt64
 }
 
 struct TimerHeap<Payload> {
   private struct Slot {
-    var generation: UInt32 = 0
-    var heapIndex: Int32 = -1  // -1: free
+    /// The sequence number of the timer in this slot; 0 when free.
+    var sequence: UInt64 = 0
     var payload: Payload?
   }
 
@@ -40,9 +43,6 @@ struct TimerHeap<Payload> {
     var deadline: Int64
     var sequence: UInt64
     var slot: Int32
-    /// Cancelled (a tombstone): `slot` was freed at the cancel and may belong to a newer timer,
-    /// so it is never followed. In the padding: the entry stays 24 bytes.
-    var dead = false
 
     @inline(__always)
     func precedes(_ other: Entry) -> Bool {
@@ -56,9 +56,6 @@ struct TimerHeap<Payload> {
   private var free: [Int32] = []
   private var heap: [Entry] = []
   private var nextSequence: UInt64 = 0
-  /// The generation a new slot starts at: above every generation a token was ever given, so a
-  /// stale token can never match a slot created after the storage was released (`releaseStorage`).
-  private var nextFreshGeneration: UInt32 = 0
   /// Heap entries whose timer was cancelled (see the type's comment).
   private var tombstones = 0
 
@@ -82,18 +79,17 @@ struct TimerHeap<Payload> {
       slot = s
     } else {
       slot = Int32(slots.count)
-      slots.append(Slot(generation: nextFreshGeneration))
+      slots.append(Slot())
     }
     nextSequence &+= 1
-    slots[Int(slot)].payload = nil
+    slots[Int(slot)].sequence = nextSequence
     heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
     siftUp(heap.count - 1)
-    return TimerToken(slot: slot, generation: slots[Int(slot)].generation)
+    return TimerToken(slot: slot, sequence: nextSequence)
   }
 
   func contains(_ token: TimerToken) -> Bool {
-    Int(token.slot) < slots.count && slots[Int(token.slot)].generation == token.generation
-      && slots[Int(token.slot)].heapIndex >= 0
+    Int(token.slot) < slots.count && slots[Int(token.slot)].sequence == token.sequence
   }
 
   /// Attaches `payload` to a live timer; false when the token is stale.
@@ -106,10 +102,7 @@ struct TimerHeap<Payload> {
   /// Removes a live timer, returning (found, its payload). Its token is stale from then on.
   mutating func remove(_ token: TimerToken) -> (found: Bool, payload: Payload?) {
     guard contains(token) else { return (false, nil) }
-    let slot = Int(token.slot)
-    let payload = slots[slot].payload.take()
-    heap[Int(slots[slot].heapIndex)].dead = true
-    freeSlot(slot)
+    let payload = freeSlot(Int(token.slot))
     tombstones += 1
     purgeIfDue()
     return (true, payload)
@@ -122,8 +115,12 @@ struct TimerHeap<Payload> {
   /// the tombstones among them.
   mutating func popExpired(now: Int64, into out: inout [Payload?]) {
     while let top = heap.first, top.deadline <= now {
-      let payload = removeAt(0)
-      if !top.dead { out.append(payload) }
+      if isLive(top) {
+        out.append(freeSlot(Int(top.slot)))
+      } else {
+        tombstones -= 1
+      }
+      removeTop()  // last: it may release the slots
     }
     purgeIfDue()
   }
@@ -131,7 +128,16 @@ struct TimerHeap<Payload> {
   /// Drops the tombstones at the top, so that `earliestDeadline` is exact (the timer watcher's
   /// claim, the re-arm after a fire). Each costs the sift the cancellation skipped.
   mutating func settleTop() {
-    while let top = heap.first, top.dead { _ = removeAt(0) }
+    while let top = heap.first, !isLive(top) {
+      tombstones -= 1
+      removeTop()
+    }
+  }
+
+  /// Whether `entry` is its slot's current timer (else a tombstone).
+  @inline(__always)
+  private func isLive(_ entry: Entry) -> Bool {
+    slots[Int(entry.slot)].sequence == entry.sequence
   }
 
   /// Purges when no timer is live, or when tombstones outnumber live timers by the slack.
@@ -141,17 +147,14 @@ struct TimerHeap<Payload> {
     if tombstones > 0 && (live == 0 || (tombstones > Self.tombstoneSlack && tombstones > live)) { purge() }
   }
 
-  /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n). One pass
-  /// compacts the live entries (recording where each went) and frees the tombstones' slots; the
-  /// heapify then rewrites only the entries it moves.
+  /// Drops every tombstone and rebuilds the heap (Floyd's bottom-up heapify), O(n).
   private mutating func purge() {
     let before = heap.count
     var kept = 0
-    slots.withUnsafeMutableBufferPointer { slots in
+    slots.withUnsafeBufferPointer { slots in
       heap.withUnsafeMutableBufferPointer { heap in
-        for i in 0..<before where !heap[i].dead {
+        for i in 0..<before where slots[Int(heap[i].slot)].sequence == heap[i].sequence {
           heap[kept] = heap[i]
-          slots[Int(heap[kept].slot)].heapIndex = Int32(kept)
           kept += 1
         }
       }
@@ -168,46 +171,24 @@ struct TimerHeap<Payload> {
     if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
   }
 
-  /// Returns a slot to the free list, its payload already taken: its tokens are stale from now
-  /// on. Called when its entry leaves the heap, or becomes a tombstone.
+  /// Frees the slot of a timer that was cancelled or left the heap, returning its payload: its
+  /// tokens and its entry (if still in the heap: a tombstone) are stale from now on.
   @inline(__always)
-  private mutating func freeSlot(_ slot: Int) {
-    slots[slot].heapIndex = -1
-    makeStale(slot)
+  private mutating func freeSlot(_ slot: Int) -> Payload? {
+    slots[slot].sequence = 0
     free.append(Int32(slot))
+    return slots[slot].payload.take()
   }
 
-  /// Moves the slot to a new generation: every token handed out for it is stale from now on.
-  @inline(__always)
-  private mutating func makeStale(_ slot: Int) {
-    slots[slot].generation &+= 1
-    nextFreshGeneration = max(nextFreshGeneration, slots[slot].generation &+ 1)
-  }
-
-  private mutating func removeAt(_ index: Int) -> Payload? {
-    let removed = heap[index]
+  /// Removes the top entry (its slot is the caller's business).
+  private mutating func removeTop() {
     let last = heap.removeLast()
-    if index < heap.count {
-      // The last entry fills the hole: it moves up or down from there.
-      if index > 0 && last.precedes(heap[(index - 1) / Self.arity]) {
-        place(last, at: index, up: true)
-      } else {
-        place(last, at: index, up: false)
-      }
-    }
-    var payload: Payload?
-    if removed.dead {
-      tombstones -= 1  // its slot was freed when it was cancelled
-    } else {
-      payload = slots[Int(removed.slot)].payload.take()
-      freeSlot(Int(removed.slot))
-    }
+    if !heap.isEmpty { place(last, at: 0, up: false) }  // the last entry fills the hole
     if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
-    return payload
   }
 
-  /// Drops the slot, free-list and heap storage of an empty heap (tokens stay stale: see
-  /// `nextFreshGeneration`).
+  /// Drops the slot, free-list and heap storage of an empty heap. Tokens stay stale: their
+  /// sequence numbers are never handed out again.
   private mutating func releaseStorage() {
     slots = []
     free = []
@@ -220,41 +201,36 @@ struct TimerHeap<Payload> {
   }
 
   /// Moves the hole at `start` up (toward the root) or down until `entry` fits there, then
-  /// stores it, rewriting `heapIndex` of every live entry moved. Indices stay within the heap by construction; the
-  /// unchecked buffers spare a bounds and uniqueness check per level on the reactor's hot path.
+  /// stores it. Indices stay within the heap by construction; the unchecked buffer spares a
+  /// bounds and uniqueness check per level on the reactor's hot path.
   private mutating func place(_ entry: Entry, at start: Int, up: Bool) {
-    slots.withUnsafeMutableBufferPointer { slots in
-      heap.withUnsafeMutableBufferPointer { heap in
-        var i = start
-        if up {
-          while i > 0 {
-            let parent = (i - 1) / Self.arity
-            if !entry.precedes(heap[parent]) { break }
-            heap[i] = heap[parent]
-            if !heap[i].dead { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
-            i = parent
-          }
-        } else {
-          let n = heap.count
-          while true {
-            let first = Self.arity * i + 1
-            if first >= n { break }
-            var best = first
-            var child = first + 1
-            let end = min(first + Self.arity, n)
-            while child < end {
-              if heap[child].precedes(heap[best]) { best = child }
-              child += 1
-            }
-            if !heap[best].precedes(entry) { break }
-            heap[i] = heap[best]
-            if !heap[i].dead { slots[Int(heap[i].slot)].heapIndex = Int32(i) }
-            i = best
-          }
+    heap.withUnsafeMutableBufferPointer { heap in
+      var i = start
+      if up {
+        while i > 0 {
+          let parent = (i - 1) / Self.arity
+          if !entry.precedes(heap[parent]) { break }
+          heap[i] = heap[parent]
+          i = parent
         }
-        heap[i] = entry
-        if !entry.dead { slots[Int(entry.slot)].heapIndex = Int32(i) }
+      } else {
+        let n = heap.count
+        while true {
+          let first = Self.arity * i + 1
+          if first >= n { break }
+          var best = first
+          var child = first + 1
+          let end = min(first + Self.arity, n)
+          while child < end {
+            if heap[child].precedes(heap[best]) { best = child }
+            child += 1
+          }
+          if !heap[best].precedes(entry) { break }
+          heap[i] = heap[best]
+          i = best
+        }
       }
+      heap[i] = entry
     }
   }
 }
