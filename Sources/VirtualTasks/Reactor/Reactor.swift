@@ -145,25 +145,35 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   }
 
   /// Suspends the caller until CLOCK_BOOTTIME reaches `deadline` (ns), cancellation or close.
+  ///
+  /// One lock acquisition per sleep: the timer is inserted with its continuation. The handler and
+  /// the operation share `token` and `cancelled`, two locals of this frame (no allocation), and
+  /// touch them only under `state`'s lock: a cancellation that comes first leaves `cancelled` for
+  /// the insert to find (no timer is then created), one that comes later finds `token`.
   func sleep(untilNanoseconds deadline: Int64) async {
-    let token: TimerToken? = state.withLock { s in
-      if s.closed { return nil }
-      let token = s.timers.insert(deadline: deadline)
-      inserted(&s, deadline)
-      return token
-    }
-    guard let token else { return }
+    nonisolated(unsafe) var token: TimerToken?  // under `state`'s lock
+    nonisolated(unsafe) var cancelled = false  // under `state`'s lock
     await withTaskCancellationHandler {
       await withSleepContinuation { continuation in
-        let attached = state.withLock { $0.timers.attach(token, .sleeper(continuation)) }
-        if !attached { continuation.resume() }  // already fired, cancelled or closed
+        let resumeNow: Bool = state.withLock { s in
+          if s.closed || cancelled { return true }
+          let inserted = s.timers.insert(deadline: deadline)
+          _ = s.timers.attach(inserted, .sleeper(continuation))
+          token = inserted
+          self.inserted(&s, deadline)
+          return false
+        }
+        if resumeNow { continuation.resume() }  // closed (shutdown) or cancelled already
       }
     } onCancel: {
-      let removed = state.withLock { s in
-        defer { publishEarliest(s) }
-        return s.timers.remove(token)
+      let removed: TimerPayload? = state.withLock { s in
+        cancelled = true
+        guard let token else { return nil }  // not inserted yet: the insert sees `cancelled`
+        let payload = s.timers.remove(token).payload
+        publishEarliest(s)
+        return payload
       }
-      if case .sleeper(let continuation)? = removed.payload { continuation.resume() }
+      if case .sleeper(let continuation)? = removed { continuation.resume() }
     }
   }
 
@@ -262,7 +272,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 
   /// Publishes the earliest deadline to `deadlineHint` (lock held).
   @inline(__always)
-  private func publishEarliest(_ s: State) {
+  private func publishEarliest(_ s: borrowing State) {
     let earliest = s.closed ? Int64.max : (s.timers.earliestDeadline ?? .max)
     if deadlineHint.value.load(ordering: .relaxed) != earliest {
       deadlineHint.value.store(earliest, ordering: .relaxed)
