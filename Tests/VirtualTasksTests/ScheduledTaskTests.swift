@@ -98,6 +98,38 @@ struct ScheduledTaskTests {
     #expect(ran.count == 0)
   }
 
+  @Test func aBurstDueWhileTheWorkerIsBusy_waitsAsClosures_thenAllStartInOrder() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "schburst")
+    let gate = Gate()
+    let busy = Countdown(1)
+    try mgr.taskShared {
+      busy.tick()
+      gate.wait()  // holds the only worker: the reactor thread fires the timers (its backstop)
+    }
+    await busy.wait()
+    let n = 1000
+    let order = Locked<[Int]>([])
+    let done = Countdown(n)
+    let deadline = ContinuousClock.now + .milliseconds(2)
+    for i in 0..<n {
+      try mgr.taskShared(at: deadline) {
+        order.withLock { $0.append(i) }
+        done.tick()
+      }
+    }
+    #expect(await eventually { mgr.metrics().pendingTimers == 0 })
+    // Fired, but no task created yet: every one is a closure in the due queue, counted as queued
+    // and live shared work.
+    #expect(mgr.core.workers.queuedDue == n)
+    #expect(mgr.metrics().queuedSharedJobs >= n)
+    #expect(mgr.metrics().liveSharedTasks == n + 1)
+    gate.open()
+    await done.wait()
+    #expect(order.withLock { $0 } == Array(0..<n))
+    #expect(mgr.core.workers.queuedDue == 0)
+    await mgr.shutdownGracefully()
+  }
+
   @Test func equalDeadlines_startInSubmissionOrder() async throws {
     let mgr = try makeManager(workers: 1, prefix: "schor")  // one worker: start order is run order
     let n = 500

@@ -776,6 +776,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   var queuedJobs: Int {
     max(0, queued.load(ordering: .relaxed)) + max(0, spawnCount.load(ordering: .relaxed))
   }
+  /// Due scheduled tasks waiting, as closures, for a worker to create their tasks (tests).
+  var queuedDue: Int { spawns.withLock { $0.due.count } }
   /// Workers counted as searching (tests check it never drifts below zero).
   var searchingCount: Int { searching.load(ordering: .relaxed) }
   var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }
