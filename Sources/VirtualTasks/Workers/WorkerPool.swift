@@ -49,7 +49,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Spawn requests this worker took from the spawn queue and has not created yet: it creates
     /// one, runs it, then creates the next. `spawnNext` indexes the next one; `spawnManager` is
     /// their manager, held while any is left. Worker thread only.
-    @exclusivity(unchecked) var spawnBatch: [(@Sendable () async -> Void)?] = []
+    @exclusivity(unchecked) var spawnBatch: [SpawnBody?] = []
     @exclusivity(unchecked) var spawnNext = 0
     @exclusivity(unchecked) var spawnManager: ThreadPoolTaskManager?
     /// Set while this worker creates a spawn request's task: its first job lands in the worker's
@@ -94,19 +94,26 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// `manager` is held (strongly) while requests are queued: the tasks use it as their executor
   /// preference, so it must outlive them; one reference for the whole queue, not one per request.
   private let spawns = Locked<SpawnQueue>(SpawnQueue())
+  /// Stored properties are laid out in declaration order: these paddings keep the atomics that
+  /// different threads write on different cache lines (the submitting thread's `spawnCount`, the
+  /// workers' per-job `queued`, and the ones only read per job).
+  private let padding0 = CacheLinePadding()
   /// Spawn requests in `spawns` (seq_cst: part of the idle protocol, like `queued`, which does
   /// not count them). Its own counter so that the submitting thread's increments share no cache
   /// line with the workers' per-job `queued` traffic; workers subtract a whole batch at once.
   private let spawnCount = Atomic<Int>(0)
+  private let padding1 = CacheLinePadding()
   /// Of those, due scheduled tasks (`SpawnQueue.due`): a hint for `nextJob`, relaxed.
   private let dueCount = Atomic<Int>(0)
   /// `taskShared` tasks that finished off the workers (after they exited).
   private let sharedFinishedElsewhere = Atomic<Int>(0)
   /// The thread-owner index a reactor thread marks itself with (`vt_set_thread_owner`).
   static let reactorThreadIndex = -2
+  private let padding2 = CacheLinePadding()
   /// Jobs in any queue (seq_cst: part of the idle protocol above); spawn requests are counted in
   /// `spawnCount` instead, and the protocol reads both (`hasWork`).
   private let queued = Atomic<Int>(0)
+  private let padding3 = CacheLinePadding()
   private let searching = Atomic<Int>(0)
   private let sleeperCount = Atomic<Int>(0)
   /// Indices of parked workers. Locking rule: push/pop under this lock, with `sleeperCount`.
@@ -172,7 +179,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     let accepted: Bool = spawns.withLock { state in
       if state.terminated { return false }
       if state.isEmpty { state.manager = manager }
-      state.queue.pushBack(body)
+      state.queue.pushBack(SpawnBody(body))
       return true
     }
     guard accepted else { return false }
@@ -190,7 +197,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       if state.terminated { return false }
       if state.isEmpty { state.manager = manager }
       for case .task(let body)? in batch {
-        state.due.pushBack(body)
+        state.due.pushBack(SpawnBody(body))
         count += 1
       }
       if state.isEmpty { state.manager = nil }  // the batch held no task
@@ -669,7 +676,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
       spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
     }
-    let body = worker.spawnBatch[worker.spawnNext].take()!
+    let body = worker.spawnBatch[worker.spawnNext].take()!.run
     worker.spawnNext += 1
     worker.quietEnqueue = true
     worker.spawnManager!.startShared(body)
@@ -685,16 +692,20 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   /// Creates the task of the first due scheduled task (one per lock: two workers taking batches
   /// would start them out of order) and returns its first job.
   private func startNextDue(_ worker: Worker) -> UnownedJob? {
-    let next: (body: @Sendable () async -> Void, manager: ThreadPoolTaskManager)? = spawns.withLock { state in
-      guard let body = state.due.popFront(), let manager = state.manager else { return nil }
+    // The body comes out through a captured local, not the lock's generic result (a closure in
+    // a generic tuple is reabstracted through a thunk: a malloc).
+    var body: SpawnBody?
+    let manager: ThreadPoolTaskManager? = spawns.withLock { state in
+      body = state.due.popFront()
+      let manager = state.manager
       if state.isEmpty { state.manager = nil }  // the queue's reference moves here
-      return (body, manager)
+      return manager
     }
-    guard let next else { return nil }
+    guard let body, let manager else { return nil }
     dueCount.wrappingSubtract(1, ordering: .relaxed)
     spawnCount.wrappingSubtract(1, ordering: .relaxed)
     worker.quietEnqueue = true
-    next.manager.startShared(next.body)
+    manager.startShared(body.run)
     worker.quietEnqueue = false
     return popLocal(worker)
   }
@@ -754,7 +765,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     // Spawn requests left behind: their tasks are created here, and their jobs, finding the
     // injection queue terminated, go to Swift's global executor.
-    var requests: [@Sendable () async -> Void] = []
+    var requests: [SpawnBody] = []
     let manager: ThreadPoolTaskManager? = spawns.withLock { state in
       state.terminated = true
       while let body = state.due.popFront() {
@@ -765,9 +776,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       defer { state.manager = nil }
       return state.manager
     }
-    for body in requests {
+    for request in requests {
       spawnCount.wrappingSubtract(1, ordering: .relaxed)
-      manager?.startShared(body)
+      manager?.startShared(request.run)
     }
   }
 
@@ -819,6 +830,21 @@ protocol WorkerTimerSource: AnyObject, Sendable {
   func fireDue(now: Int64, buffer: inout [TimerPayload?])
 }
 
+/// 64 bytes that keep the stored properties around it on different cache lines.
+struct CacheLinePadding {
+  private let words: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+/// A `taskShared` body as queued: in a struct, because a bare closure stored in a generic
+/// container (`RingDeque`, `Array`) is converted to the container's abstraction through a
+/// reabstraction thunk, one malloc each way. The spawn path made four such conversions per task
+/// (queue in, batch out and in, and out to `startShared`): 8 mallocs per `taskShared` from outside
+/// instead of 4, and a call through three thunks to run the body.
+struct SpawnBody {
+  let run: @Sendable () async -> Void
+  init(_ run: @escaping @Sendable () async -> Void) { self.run = run }
+}
+
 /// `taskShared` calls made outside any task (a plain thread, a blocking-pool thread): the worker
 /// that takes one creates its task with `manager.startShared`. `manager` is set while the queue
 /// is not empty, keeping the manager (the tasks' executor preference) alive until then.
@@ -830,8 +856,8 @@ protocol WorkerTimerSource: AnyObject, Sendable {
 /// be 100k tasks created at once by one thread, about 1 KB each (W5s: 96 MB peak), while the
 /// workers waited for them.
 struct SpawnQueue {
-  var queue = RingDeque<@Sendable () async -> Void>()
-  var due = RingDeque<@Sendable () async -> Void>()
+  var queue = RingDeque<SpawnBody>()
+  var due = RingDeque<SpawnBody>()
   var manager: ThreadPoolTaskManager?
   var terminated = false
 
