@@ -56,13 +56,7 @@ struct ExecutorTests {
 
   @Test func sharedTasks_fromAPlainThread_queuedAtShutdown_allRun() async throws {
     let mgr = try makeManager(workers: 1, prefix: "plainB")
-    let gate = Gate()
-    let started = Countdown(1)
-    try mgr.taskShared {
-      started.tick()
-      gate.wait()  // test-only: holds the single worker so the spawn requests stay queued
-    }
-    await started.wait()
+    let gate = try await holdAWorker(of: mgr)  // the single one: the spawn requests stay queued
     let ran = Atomic<Int>(0)
     let submitted = Countdown(1)
     Thread.detachNewThread {
@@ -80,16 +74,11 @@ struct ExecutorTests {
 
   @Test func droppingTheManager_withSpawnRequestsQueued_runsThemAll_thenStopsItsThreads() async throws {
     let ran = Atomic<Int>(0)
-    let gate = Gate()
-    let started = Countdown(1)
+    let gate: Gate
     let submitted = Countdown(1)
     do {
       let mgr = try makeManager(workers: 1, prefix: "plainC")
-      try mgr.taskShared {
-        started.tick()
-        gate.wait()  // test-only: holds the single worker while the manager is dropped
-      }
-      await started.wait()
+      gate = try await holdAWorker(of: mgr)  // the single one, while the manager is dropped
       Thread.detachNewThread {
         for _ in 0..<1000 { try! mgr.taskShared { ran.wrappingAdd(1, ordering: .relaxed) } }
         submitted.tick()
@@ -226,13 +215,7 @@ struct ExecutorTests {
   // the backlog shrinks: with the only other worker held, it must go on, not wait forever.
   @Test func producerBackPressure_givesUpWhenNobodyCanDrain() async throws {
     let mgr = try makeManager(workers: 2, prefix: "press")
-    let gate = Gate()
-    let held = Countdown(1)
-    try mgr.taskShared {
-      held.tick()
-      gate.wait()  // test-only: holds one of the two workers
-    }
-    await held.wait()
+    let gate = try await holdAWorker(of: mgr)  // one of the two
     let ran = Counter()
     let spawned = Countdown(1)
     try mgr.taskShared {
@@ -276,16 +259,10 @@ struct ExecutorTests {
 
   @Test func shutdown_runsAllQueuedWork_thenRejectsAndReleasesClosures() async throws {
     let mgr = try makeManager(workers: 1, maxBlocking: 1, prefix: "drain")
-    let sharedGate = Gate()
     let blockingGate = Gate()
     let ranShared = Atomic<Int>(0)
     let ranBlocking = Atomic<Int>(0)
-    let started = Countdown(1)
-    try mgr.taskShared {
-      started.tick()
-      sharedGate.wait()  // test-only: holds the single worker so the rest stays queued
-    }
-    await started.wait()
+    let sharedGate = try await holdAWorker(of: mgr)  // the single one: the rest stays queued
     for _ in 0..<10_000 { try mgr.taskShared { ranShared.wrappingAdd(1, ordering: .relaxed) } }
     let blockingStarted = Countdown(1)
     try mgr.taskDedicated { blockingStarted.tick(); blockingGate.wait() }

@@ -100,13 +100,8 @@ struct ScheduledTaskTests {
 
   @Test func aBurstDueWhileTheWorkerIsBusy_waitsAsClosures_thenAllStartInOrder() async throws {
     let mgr = try makeManager(workers: 1, prefix: "schburst")
-    let gate = Gate()
-    let busy = Countdown(1)
-    try mgr.taskShared {
-      busy.tick()
-      gate.wait()  // holds the only worker: the reactor thread fires the timers (its backstop)
-    }
-    await busy.wait()
+    // The only worker held: the reactor thread fires the timers (its backstop).
+    let gate = try await holdAWorker(of: mgr)
     let n = 1000
     let order = Locked<[Int]>([])
     let done = Countdown(n)

@@ -49,6 +49,19 @@ final class Countdown: Sendable {
   }
 }
 
+/// Holds one worker of `mgr` with a shared task blocked on the returned gate, and returns once
+/// that task is running; `open()` the gate to release the worker. Test-only: it blocks a worker.
+func holdAWorker(of mgr: ThreadPoolTaskManager) async throws -> Gate {
+  let gate = Gate()
+  let started = Countdown(1)
+  try mgr.taskShared {
+    started.tick()
+    gate.wait()
+  }
+  await started.wait()
+  return gate
+}
+
 /// A blocking gate for plain threads.
 final class Gate: Sendable {
   private let lock = ConditionLockForTests()
