@@ -11,9 +11,9 @@
 /// watcher (`claimEarliest`); while they do, the timerfd is armed `watchGraceNanos` late, as a
 /// backstop, and the reactor thread does not poll.
 ///
-/// Cancellation frees a timer at once (O(log n)), not at its deadline, and resumes its sleeper.
-/// A sleep is registered before its continuation exists; whichever of {attach, fire, cancel,
-/// close} comes second resumes it, so every sleep resumes exactly once.
+/// Cancellation frees a timer at once, not at its deadline, and resumes its sleeper. A sleep's
+/// timer is inserted with its continuation, under the lock that fire, cancel and close take, so
+/// exactly one of them resumes it (see `sleep(untilNanoseconds:)` for a cancel that comes first).
 ///
 /// Fd readiness: see `Readiness.swift`. Threads: every method may be called from any thread;
 /// `close()` from one owner thread that is not the reactor.
@@ -39,10 +39,11 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   let deadlineHint = DeadlineHint()
   /// Held by whichever thread fires timers (the reactor thread, a worker between jobs, the timer
   /// watcher) from its pop until the jobs it resumed are in the worker pool's priority queue and
-  /// the scheduled tasks it found are in its due queue (`SpawnQueue.due`). Pops are ordered by the state lock alone, but hand-offs were not: a
-  /// reactor thread still creating the tasks of 476 scheduled tasks (under TSan) let a worker
-  /// pop, start and run the 24 submitted after them, for the same deadline, first. Workers
-  /// between jobs only try it (someone is firing already).
+  /// the scheduled tasks it found are in its due queue (`SpawnQueue.due`). Pops are ordered by
+  /// the state lock alone, but hand-offs were not: a reactor thread still creating the tasks of
+  /// 476 scheduled tasks (under TSan) let a worker pop, start and run the 24 submitted after
+  /// them, for the same deadline, first. Workers between jobs only try it (someone is firing
+  /// already).
   let firing = Locked(())
   /// While `State.polling`: the deadline the reactor thread spins toward (lowered under the lock
   /// by a sleep that is due sooner, read by the spinning thread without it).
@@ -238,7 +239,8 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
   @inline(__always)
   private func fire(_ batch: [TimerPayload?], starter: (any ScheduledTaskStarter)?) {
     for payload in batch {
-      // nil: a sleep not yet attached: its attach finds the token stale and resumes.
+      // (nil, a timer with no payload, only comes from tests: `sleep` and `schedule` attach
+      // theirs under the insert's lock.)
       if case .sleeper(let continuation)? = payload { continuation.resume() }
     }
     starter?.startDue(batch)

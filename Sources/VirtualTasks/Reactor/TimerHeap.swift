@@ -150,13 +150,13 @@ struct TimerHeap<Payload> {
   /// slack.
   @inline(__always)
   private mutating func purgeIfDue() {
-    let live = heap.count - tombstones
     guard tombstones > 0 else { return }
+    let live = heap.count - tombstones
     if live == 0 {
       // Only tombstones: nothing to scan.
-      heap.removeAll(keepingCapacity: slots.count <= Self.retainedSlots)
+      heap.removeAll(keepingCapacity: true)
       tombstones = 0
-      if slots.count > Self.retainedSlots { releaseStorage() }
+      releaseStorageIfIdle()
     } else if tombstones > Self.tombstoneSlack && tombstones > Self.tombstonesPerLiveTimer * live {
       purge()
     }
@@ -183,7 +183,7 @@ struct TimerHeap<Payload> {
         i -= 1
       }
     }
-    if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
+    releaseStorageIfIdle()
   }
 
   /// Frees the slot of a timer that was cancelled or left the heap, returning its payload: its
@@ -199,12 +199,13 @@ struct TimerHeap<Payload> {
   private mutating func removeTop() {
     let last = heap.removeLast()
     if !heap.isEmpty { place(last, at: 0, up: false) }  // the last entry fills the hole
-    if heap.isEmpty && slots.count > Self.retainedSlots { releaseStorage() }
+    releaseStorageIfIdle()
   }
 
-  /// Drops the slot, free-list and heap storage of an empty heap. Tokens stay stale: their
-  /// sequence numbers are never handed out again.
-  private mutating func releaseStorage() {
+  /// Drops the slot, free-list and heap storage once the heap is empty, when it holds more than
+  /// `retainedSlots` slots. Tokens stay stale: their sequence numbers are never handed out again.
+  private mutating func releaseStorageIfIdle() {
+    guard heap.isEmpty && slots.count > Self.retainedSlots else { return }
     slots = []
     free = []
     heap = []

@@ -676,11 +676,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       }
       spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
     }
-    let body = worker.spawnBatch[worker.spawnNext].take()!.run
+    let body = worker.spawnBatch[worker.spawnNext].take()!
     worker.spawnNext += 1
-    worker.quietEnqueue = true
-    worker.spawnManager!.startShared(body)
-    worker.quietEnqueue = false
+    startQuietly(body, manager: worker.spawnManager!, on: worker)
     if worker.spawnNext == worker.spawnBatch.count {
       worker.spawnBatch.removeAll(keepingCapacity: true)
       worker.spawnNext = 0
@@ -704,10 +702,17 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     guard let body, let manager else { return nil }
     dueCount.wrappingSubtract(1, ordering: .relaxed)
     spawnCount.wrappingSubtract(1, ordering: .relaxed)
+    startQuietly(body, manager: manager, on: worker)
+    return popLocal(worker)
+  }
+
+  /// Creates a queued body's task on this worker; its first job lands in the worker's LIFO slot
+  /// without waking another worker (`quietEnqueue`): this worker runs it next.
+  @inline(__always)
+  private func startQuietly(_ body: SpawnBody, manager: ThreadPoolTaskManager, on worker: Worker) {
     worker.quietEnqueue = true
     manager.startShared(body.run)
     worker.quietEnqueue = false
-    return popLocal(worker)
   }
 
   /// The worker's own next job: its LIFO slot (at most `maxLifoStreak` in a row), then its ring.
