@@ -337,7 +337,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
             polling = fireExpired(now: Syscall.continuousNow(), buffer: &expired, mayPoll: true)
           }
           for (c, r) in readyWaiters { c.resume(with: r) }
-          readyWaiters.removeAll(keepingCapacity: true)
+          readyWaiters.removeAllRetainingSmallStorage()
           batcher?.endResumeBatch()
         }
       }
@@ -399,7 +399,7 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
       return false
     }
     fire(expired, starter: starter)
-    expired.removeAll(keepingCapacity: true)
+    expired.removeAllRetainingSmallStorage()
     return polling
   }
 

@@ -45,13 +45,24 @@ struct LocalQueue {
 /// A growable FIFO ring of jobs.
 typealias JobDeque = RingDeque<UnownedJob>
 
-/// A growable FIFO ring (power-of-two capacity).
+/// A growable FIFO ring (power-of-two capacity). It gives its storage back when a burst has
+/// drained: once empty, a ring grown past `retainedCapacity` starts again at
+/// `initialCapacity`, so a queue that once held a million requests does not keep their 16 MB
+/// for the life of the manager.
 struct RingDeque<Element> {
-  private var ring: [Element?] = Array(repeating: nil, count: 64)
+  /// The capacity of a new (or released) ring.
+  static var initialCapacity: Int { 64 }
+  /// The largest capacity an empty ring keeps (as `TimerHeap.retainedSlots`).
+  static var retainedCapacity: Int { 4096 }
+
+  private var ring: [Element?] = Array(repeating: nil, count: Self.initialCapacity)
   private var head = 0
   private(set) var count = 0
 
   var isEmpty: Bool { count == 0 }
+
+  /// Slots allocated.
+  var capacity: Int { ring.count }
 
   mutating func pushBack(_ job: Element) {
     if count == ring.count { grow() }
@@ -65,6 +76,10 @@ struct RingDeque<Element> {
     ring[head] = nil
     head = (head + 1) & (ring.count - 1)
     count -= 1
+    if count == 0 && ring.count > Self.retainedCapacity {
+      ring = Array(repeating: nil, count: Self.initialCapacity)
+      head = 0
+    }
     return job
   }
 
@@ -73,5 +88,14 @@ struct RingDeque<Element> {
     for i in 0..<count { bigger[i] = ring[(head + i) & (ring.count - 1)] }
     ring = bigger
     head = 0
+  }
+}
+
+extension Array {
+  /// Empties a scratch buffer, keeping its storage unless a burst grew it past
+  /// `RingDeque.retainedCapacity` elements (then the storage is freed, as a drained ring's is).
+  @inline(__always)
+  mutating func removeAllRetainingSmallStorage() {
+    removeAll(keepingCapacity: capacity <= RingDeque<Element>.retainedCapacity)
   }
 }

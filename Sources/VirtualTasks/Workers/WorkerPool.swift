@@ -282,7 +282,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       queued.wrappingAdd(count, ordering: .sequentiallyConsistent)
       notifyIfNeeded()
     }
-    resumeBatch.removeAll(keepingCapacity: true)
+    resumeBatch.removeAllRetainingSmallStorage()
   }
 
   /// Pushes `jobs` to a shared queue under one lock and returns true, or, once `stopAndJoin`
@@ -546,7 +546,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       queued.wrappingAdd(count, ordering: .sequentiallyConsistent)
       if count > 1 { notifyIfNeeded() }
     }
-    worker.timerJobs.removeAll(keepingCapacity: true)
+    worker.timerJobs.removeAllRetainingSmallStorage()
   }
 
   /// Takes a registered-but-awake worker out of the sleepers. Returns true when it was still
@@ -794,6 +794,11 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   }
   /// Due scheduled tasks waiting, as closures, for a worker to create their tasks (tests).
   var queuedDue: Int { spawns.withLock { $0.due.count } }
+  /// Slots allocated by the shared queues (tests check that a drained burst gives them back).
+  var sharedQueueCapacities: (spawn: Int, due: Int, injection: Int, priority: Int) {
+    let (spawn, due) = spawns.withLock { ($0.queue.capacity, $0.due.capacity) }
+    return (spawn, due, injection.withLock { $0.queue.capacity }, priority.withLock { $0.queue.capacity })
+  }
   /// Workers counted as searching (tests check it never drifts below zero).
   var searchingCount: Int { searching.load(ordering: .relaxed) }
   var jobsRun: Int { workers.reduce(0) { $0 + $1.jobsRun.load(ordering: .relaxed) } }

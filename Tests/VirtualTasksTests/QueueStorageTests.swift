@@ -1,0 +1,135 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import VirtualTasks
+
+/// Growable queues give their storage back once a burst has drained (a queue that once held a
+/// million spawn requests kept 16 MB, and the process about 32 MB, for the manager's life).
+@Suite("Queue storage: FIFO through growth, released after a burst")
+struct QueueStorageTests {
+  @Test func ringDeque_staysFIFO_throughGrowthAndWrapAround() {
+    var ring = RingDeque<Int>()
+    var expected = 0
+    var next = 0
+    // Pushes 3 for every 2 pops, so the head wraps around at every capacity it grows through.
+    for _ in 0..<10_000 {
+      for _ in 0..<3 {
+        ring.pushBack(next)
+        next += 1
+      }
+      for _ in 0..<2 {
+        #expect(ring.popFront() == expected)
+        expected += 1
+      }
+    }
+    while let v = ring.popFront() {
+      #expect(v == expected)
+      expected += 1
+    }
+    #expect(expected == next)
+    #expect(ring.isEmpty)
+  }
+
+  @Test func ringDeque_releasesALargeRingOnceEmpty_keepsASmallOne() {
+    var ring = RingDeque<Int>()
+    for i in 0..<20_000 { ring.pushBack(i) }
+    #expect(ring.capacity >= 20_000)
+    for _ in 0..<19_999 { _ = ring.popFront() }
+    #expect(ring.capacity >= 20_000, "kept while it holds anything")
+    #expect(ring.popFront() == 19_999)
+    #expect(ring.capacity == RingDeque<Int>.initialCapacity)
+    // Still usable after the release.
+    ring.pushBack(7)
+    #expect(ring.popFront() == 7)
+
+    var small = RingDeque<Int>()
+    let keep = RingDeque<Int>.retainedCapacity
+    for i in 0..<keep { small.pushBack(i) }
+    while small.popFront() != nil {}
+    #expect(small.capacity == keep, "a ring within the retained capacity keeps its storage")
+  }
+
+  @Test func scratchBuffers_freeBurstStorage_keepSmallStorage() {
+    var big = Array(0..<10_000)
+    big.removeAllRetainingSmallStorage()
+    #expect(big.isEmpty)
+    #expect(big.capacity < 10_000)
+    var small = Array(0..<100)
+    small.removeAllRetainingSmallStorage()
+    #expect(small.isEmpty)
+    #expect(small.capacity >= 100)
+  }
+
+  /// Every shared queue of the pool (spawn requests, due scheduled tasks, the injection queue,
+  /// the priority queue) fills past the retained capacity while the only worker is held, and
+  /// is back to its initial size once everything ran.
+  @Test func aDrainedBurst_givesBackEverySharedQueuesStorage() async throws {
+    // The sleepers must come due while the worker is held: a setup slower than the lead (a
+    // loaded machine) is retried with a longer one.
+    for lead in [2, 8, 30] {
+      if try await drainedBurst(lead: .seconds(lead)) { return }
+    }
+    Issue.record("the setup never finished before the sleepers came due")
+  }
+
+  /// One attempt: false when the setup outlasted `lead`, so the priority queue could not fill.
+  private func drainedBurst(lead: Duration) async throws -> Bool {
+    let mgr = try makeManager(workers: 1, prefix: "qstore")
+    let n = RingDeque<Int>.retainedCapacity + 1000
+    let initial = RingDeque<Int>.initialCapacity
+    let ran = Countdown(4 * n)
+
+    // n tasks suspended on continuations (resumed from a plain thread: the injection queue) and
+    // n in sleepNow until `wake` (resumed by the reactor thread: the priority queue), which
+    // comes while the worker is held.
+    let wake = ContinuousClock.now + lead
+    let parked = Locked<[CheckedContinuation<Void, Never>]>([])
+    let sleeping = Countdown(n)
+    for _ in 0..<n {
+      try mgr.taskShared {
+        await withCheckedContinuation { c in parked.withLock { $0.append(c) } }
+        ran.tick()
+      }
+      try mgr.taskShared {
+        sleeping.tick()
+        await mgr.sleepNow(wake - ContinuousClock.now)
+        ran.tick()
+      }
+    }
+    #expect(await eventually { parked.withLock { $0.count } == n })
+    await sleeping.wait()
+
+    let gate = try await holdAWorker(of: mgr)
+    let submitted = Countdown(1)
+    let toResume = parked.withLock { $0 }
+    Thread.detachNewThread {
+      for c in toResume { c.resume() }
+      for _ in 0..<n {
+        try! mgr.taskShared { ran.tick() }
+        try! mgr.taskShared(at: wake) { ran.tick() }
+      }
+      submitted.tick()
+    }
+    await submitted.wait()
+    let inTime = ContinuousClock.now < wake
+    #expect(await eventually { mgr.metrics().pendingTimers == 0 })
+    let full = mgr.core.workers.sharedQueueCapacities
+    gate.open()
+    await ran.wait()
+    #expect(await eventually { mgr.metrics().queuedSharedJobs == 0 })
+    let drained = mgr.core.workers.sharedQueueCapacities
+    await mgr.shutdownGracefully()
+    if !inTime && full.priority < n { return false }
+
+    #expect(full.spawn >= n)
+    #expect(full.due >= n)
+    #expect(full.injection >= n)
+    #expect(full.priority >= n)
+    #expect(drained.spawn == initial)
+    #expect(drained.due == initial)
+    #expect(drained.injection == initial)
+    #expect(drained.priority == initial)
+    return true
+  }
+}
