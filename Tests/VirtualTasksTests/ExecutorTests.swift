@@ -211,6 +211,66 @@ struct ExecutorTests {
     await mgr.shutdownGracefully()
   }
 
+  // Spawn requests a worker took as its batch must not wait behind that worker's long job while
+  // another worker is idle: the idle one steals them. With both workers held, 20 requests queue
+  // up; the first worker back takes the first 11 (a fair share), starts the first, which blocks
+  // until the other 19 ran, 10 of them from its batch. A private batch ran them only after it.
+  @Test func spawnBatchBehindABlockedWorker_isStolenByTheIdleOne() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "stealb")
+    let gateA = try await holdAWorker(of: mgr)
+    let gateB = try await holdAWorker(of: mgr)
+    let n = 20
+    let othersRan = Atomic<Int>(0)
+    let sawAll = Atomic<Bool>(false)
+    let firstDone = Countdown(1)
+    let submitted = Countdown(1)
+    Thread.detachNewThread {
+      try! mgr.taskShared {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while othersRan.load(ordering: .acquiring) < n - 1 && ContinuousClock.now < deadline {
+          usleep(1000)  // blocks this worker, as a long job does
+        }
+        sawAll.store(othersRan.load(ordering: .acquiring) == n - 1, ordering: .releasing)
+        firstDone.tick()
+      }
+      for _ in 1..<n { try! mgr.taskShared { othersRan.wrappingAdd(1, ordering: .releasing) } }
+      submitted.tick()
+    }
+    await submitted.wait()
+    #expect(mgr.metrics().queuedSharedJobs >= n)
+    gateA.open()
+    gateB.open()
+    await firstDone.wait()
+    let ranMeanwhile = sawAll.load(ordering: .acquiring)
+    #expect(ranMeanwhile, "requests behind the blocked first task ran meanwhile")
+    await mgr.shutdownGracefully()
+  }
+
+  // Requests in a worker's batch are still queued work: counted in `queuedSharedJobs`.
+  @Test func spawnBatch_countsAsQueuedSharedJobs() async throws {
+    let mgr = try makeManager(workers: 1, prefix: "batchq")
+    let gate = try await holdAWorker(of: mgr)
+    let inner = Gate()
+    let firstStarted = Countdown(1)
+    let ran = Atomic<Int>(0)
+    let submitted = Countdown(1)
+    Thread.detachNewThread {
+      try! mgr.taskShared {
+        firstStarted.tick()
+        inner.wait()
+      }
+      for _ in 0..<9 { try! mgr.taskShared { ran.wrappingAdd(1, ordering: .relaxed) } }
+      submitted.tick()
+    }
+    await submitted.wait()
+    gate.open()  // the worker takes all ten as its batch and blocks in the first
+    await firstStarted.wait()
+    #expect(mgr.metrics().queuedSharedJobs == 9)
+    inner.open()
+    await mgr.shutdownGracefully()
+    #expect(ran.load(ordering: .relaxed) == 9)
+  }
+
   // A task enqueuing far faster than the pool drains is slowed down (back-pressure) only while
   // the backlog shrinks: with the only other worker held, it must go on, not wait forever.
   @Test func producerBackPressure_givesUpWhenNobodyCanDrain() async throws {

@@ -10,6 +10,8 @@ struct LocalQueue {
   private(set) var count = 0
   /// The most recent job pushed by the owning worker: run next, for locality (never stolen).
   var lifo: UnownedJob?
+  /// Spawn requests the owning worker took and has not created yet (see `WorkerPool`).
+  var spawns = SpawnBatch()
 
   init() { ring = Array(repeating: nil, count: Self.capacity) }
 

@@ -46,15 +46,21 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// and reach the priority queue together. Worker thread only.
     @exclusivity(unchecked) var collectingTimerJobs = false
     @exclusivity(unchecked) var timerJobs: [UnownedJob] = []
-    /// Spawn requests this worker took from the spawn queue and has not created yet: it creates
-    /// one, runs it, then creates the next. `spawnNext` indexes the next one; `spawnManager` is
-    /// their manager, held while any is left. Worker thread only.
-    @exclusivity(unchecked) var spawnBatch: [SpawnBody?] = []
-    @exclusivity(unchecked) var spawnNext = 0
-    @exclusivity(unchecked) var spawnManager: ThreadPoolTaskManager?
-    /// Set while this worker creates a spawn request's task: its first job lands in the worker's
-    /// own queue without waking another worker (this one runs it next). Worker thread only.
+    /// Spawn requests in this worker's batch (`LocalQueue.spawns`), not created yet: raised by
+    /// whoever fills the batch, lowered by whoever takes from it, both under `local`'s lock; read
+    /// without it by the idle protocol (`hasWork`) and as the owner's hint.
+    let batchedSpawns = Atomic<Int>(0)
+    /// Whether this worker's batch holds its manager reference (set when the owner fills it,
+    /// cleared by the owner only, with its last body or once thieves emptied it). Worker thread
+    /// only.
+    @exclusivity(unchecked) var batchHoldsManager = false
+    /// Reused to carry bodies from the spawn queue (or a victim's batch) to this worker's batch.
+    /// Worker thread only.
+    @exclusivity(unchecked) var spawnScratch: [SpawnBody?] = []
+    /// Set while this worker creates a spawn request's task (`startQuietly`): its first job goes
+    /// to `startedJob` and wakes no other worker (this one runs it next). Worker thread only.
     @exclusivity(unchecked) var quietEnqueue = false
+    @exclusivity(unchecked) var startedJob: UnownedJob?
     /// Enqueues left before `throttleProducer` may wait again after a wait in which the
     /// backlog did not shrink. Worker thread only.
     @exclusivity(unchecked) var throttleCooldown = 0
@@ -220,6 +226,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         return
       }
       quiet = worker.quietEnqueue
+      if quiet && worker.startedJob == nil {
+        // The first job of the task `startQuietly` is creating: handed straight back to it.
+        worker.startedJob = job
+        queued.wrappingAdd(1, ordering: .sequentiallyConsistent)  // `run` counts it out
+        return
+      }
       // A yield (`sleepNow(0)`) goes behind the others, not into the LIFO slot, or it would
       // run again at once.
       let isYield = worker.deferNextEnqueue
@@ -322,9 +334,23 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   private func hasWork(relaxed: Bool = false) -> Bool {
     if relaxed {
       return queued.load(ordering: .relaxed) > 0 || spawnCount.load(ordering: .relaxed) > 0
+        || batchedSpawnCount(relaxed: true) > 0
     }
     return queued.load(ordering: .sequentiallyConsistent) > 0
       || spawnCount.load(ordering: .sequentiallyConsistent) > 0
+      || batchedSpawnCount(relaxed: false) > 0
+  }
+
+  /// Spawn requests sitting in the workers' batches (see `startNextSpawn`).
+  @inline(__always)
+  private func batchedSpawnCount(relaxed: Bool) -> Int {
+    var total = 0
+    if relaxed {
+      for worker in workers { total &+= worker.batchedSpawns.load(ordering: .relaxed) }
+    } else {
+      for worker in workers { total &+= worker.batchedSpawns.load(ordering: .sequentiallyConsistent) }
+    }
+    return total
   }
 
   /// Counts a finished `taskShared` task on the calling worker's own counter (no cache line
@@ -630,7 +656,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         }
       }
     }
-    return nil
+    return stealSpawns(worker)
   }
 
   /// Moves a few injected jobs (at most 8, and no more than the ring has room for) to the back of
@@ -648,43 +674,113 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
   }
 
-  /// Creates the task of the worker's next spawn request and returns its first job, taking a
-  /// fair share (at most 32) of the spawn queue first when the worker has none left.
+  /// Creates the task of the worker's next spawn request and returns its first job: the oldest
+  /// of its batch, or, when the batch is empty, the first of a fair share (at most 32) of the
+  /// spawn queue, the rest of which becomes the batch.
   ///
   /// Why workers create these tasks: created by the submitting thread and freed by a worker,
   /// every task took glibc's arena lock from both sides (W2 spent about 40% of its time in that
   /// contention). Why one at a time: a task created right after the previous one finished
   /// reuses its memory while it is still in cache, as the inline-executor floor does; creating
   /// a whole batch before running any cost about twice as much per task in malloc alone.
+  ///
+  /// Why the batch is stealable (`stealSpawns`): while its owner runs a long job, the requests
+  /// behind it must not wait with another worker idle. Two CPU-bound tasks submitted together to
+  /// two workers ran one after the other when the batch was private (400 ms for two 200 ms
+  /// tasks).
   private func startNextSpawn(_ worker: Worker) -> UnownedJob? {
-    // An exhausted batch is always emptied (below), so this means "none left".
-    if worker.spawnBatch.isEmpty {
-      guard spawnCount.load(ordering: .relaxed) > 0 else { return nil }
-      var batch = worker.spawnBatch
-      worker.spawnBatch = []
-      worker.spawnManager = spawns.withLock { state in
-        let share = min(32, state.queue.count / workers.count + 1)
-        while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
-        let manager = state.manager
-        if state.isEmpty { state.manager = nil }  // the queue's reference moves here
-        return manager
+    if worker.batchHoldsManager {
+      var body: SpawnBody?
+      var manager: Unmanaged<ThreadPoolTaskManager>?
+      var last: ThreadPoolTaskManager?  // the batch's reference, moved out with its last body
+      worker.local.withLock { local in
+        body = local.spawns.popFirst()
+        if body != nil {
+          worker.batchedSpawns.wrappingSubtract(1, ordering: .relaxed)
+        }
+        if local.spawns.isEmpty {
+          last = local.spawns.manager.take()
+        } else {
+          // Safe unretained: only this worker clears the batch's reference (thieves copy it).
+          manager = Unmanaged.passUnretained(local.spawns.manager!)
+        }
       }
-      worker.spawnBatch = batch
-      if batch.isEmpty {
-        worker.spawnManager = nil
-        return nil
+      if last != nil { worker.batchHoldsManager = false }
+      if let body {
+        if let last {
+          return startQuietly(body, manager: last, on: worker)
+        }
+        return manager!._withUnsafeGuaranteedRef { startQuietly(body, manager: $0, on: worker) }
       }
-      spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
     }
-    let body = worker.spawnBatch[worker.spawnNext].take()!
-    worker.spawnNext += 1
-    startQuietly(body, manager: worker.spawnManager!, on: worker)
-    if worker.spawnNext == worker.spawnBatch.count {
-      worker.spawnBatch.removeAll(keepingCapacity: true)
-      worker.spawnNext = 0
-      worker.spawnManager = nil
+    guard spawnCount.load(ordering: .relaxed) > 0 else { return nil }
+    var batch = worker.spawnScratch
+    worker.spawnScratch = []
+    let manager: ThreadPoolTaskManager? = spawns.withLock { state in
+      let share = min(32, state.queue.count / workers.count + 1)
+      while batch.count < share, let body = state.queue.popFront() { batch.append(body) }
+      let manager = state.manager
+      if state.isEmpty { state.manager = nil }  // the queue's reference moves here
+      return manager
     }
-    return popLocal(worker)
+    guard !batch.isEmpty, let manager else {
+      worker.spawnScratch = batch
+      return nil
+    }
+    spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
+    let first = batch[0].take()!
+    if batch.count > 1 { fillBatch(worker, from: &batch, skipping: 1, manager: manager) }
+    batch.removeAll(keepingCapacity: true)
+    worker.spawnScratch = batch
+    return startQuietly(first, manager: manager, on: worker)
+  }
+
+  /// Moves `bodies[skipping...]` into the worker's (empty) batch with a reference to their
+  /// manager, and wakes a sleeper, if no worker is searching, to share them.
+  private func fillBatch(
+    _ worker: Worker, from bodies: inout [SpawnBody?], skipping: Int, manager: ThreadPoolTaskManager
+  ) {
+    let count = bodies.count - skipping
+    worker.local.withLock { local in
+      local.spawns.append(&bodies, from: skipping)
+      local.spawns.manager = manager
+      worker.batchedSpawns.wrappingAdd(count, ordering: .sequentiallyConsistent)
+    }
+    worker.batchHoldsManager = true
+    notifyIfNeeded()
+  }
+
+  /// Steals the older half (at least one) of another worker's spawn batch, makes it this
+  /// worker's batch and starts its first body. Called only when this worker found nothing else,
+  /// so its own batch is empty.
+  private func stealSpawns(_ worker: Worker) -> UnownedJob? {
+    let n = workers.count
+    guard n > 1 else { return nil }
+    for offset in 1..<n {
+      let victim = workers[(worker.index + offset) % n]
+      if victim.batchedSpawns.load(ordering: .relaxed) <= 0 { continue }
+      var stolen = worker.spawnScratch
+      worker.spawnScratch = []
+      // A copy of the victim's reference: only the victim clears its own (it may be starting
+      // one of its bodies with it, unretained).
+      let manager: ThreadPoolTaskManager? = victim.local.withLock { local in
+        let take = (local.spawns.count + 1) / 2
+        if take == 0 { return nil }
+        local.spawns.takeFront(take, into: &stolen)
+        victim.batchedSpawns.wrappingSubtract(take, ordering: .relaxed)
+        return local.spawns.manager
+      }
+      guard let manager, !stolen.isEmpty else {
+        worker.spawnScratch = stolen
+        continue
+      }
+      let first = stolen[0].take()!
+      if stolen.count > 1 { fillBatch(worker, from: &stolen, skipping: 1, manager: manager) }
+      stolen.removeAll(keepingCapacity: true)
+      worker.spawnScratch = stolen
+      return startQuietly(first, manager: manager, on: worker)
+    }
+    return nil
   }
 
   /// Creates the task of the first due scheduled task (one per lock: two workers taking batches
@@ -702,17 +798,21 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     guard let body, let manager else { return nil }
     dueCount.wrappingSubtract(1, ordering: .relaxed)
     spawnCount.wrappingSubtract(1, ordering: .relaxed)
-    startQuietly(body, manager: manager, on: worker)
-    return popLocal(worker)
+    return startQuietly(body, manager: manager, on: worker)
   }
 
-  /// Creates a queued body's task on this worker; its first job lands in the worker's LIFO slot
-  /// without waking another worker (`quietEnqueue`): this worker runs it next.
+  /// Creates a queued body's task on this worker and returns the task's first job, which this
+  /// worker runs next: the job is handed back through `startedJob` (`quietEnqueue`), not
+  /// through the worker's queue, and wakes no other worker.
   @inline(__always)
-  private func startQuietly(_ body: SpawnBody, manager: ThreadPoolTaskManager, on worker: Worker) {
+  private func startQuietly(
+    _ body: SpawnBody, manager: ThreadPoolTaskManager, on worker: Worker
+  ) -> UnownedJob? {
     worker.quietEnqueue = true
     manager.startShared(body.run)
     worker.quietEnqueue = false
+    if let job = worker.startedJob.take() { return job }
+    return popLocal(worker)  // enqueued elsewhere (not expected), or nothing to run
   }
 
   /// The worker's own next job: its LIFO slot (at most `maxLifoStreak` in a row), then its ring.
@@ -791,6 +891,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
 
   var queuedJobs: Int {
     max(0, queued.load(ordering: .relaxed)) + max(0, spawnCount.load(ordering: .relaxed))
+      + max(0, batchedSpawnCount(relaxed: true))
   }
   /// Due scheduled tasks waiting, as closures, for a worker to create their tasks (tests).
   var queuedDue: Int { spawns.withLock { $0.due.count } }
@@ -865,6 +966,42 @@ struct SpawnBody {
 /// firer only queues them (under the reactor's firing lock): a burst of 100k due timers used to
 /// be 100k tasks created at once by one thread, about 1 KB each (W5s: 96 MB peak), while the
 /// workers waited for them.
+/// The spawn requests a worker took from the spawn queue and has not created yet, oldest first
+/// (in its `LocalQueue`, under that lock). The owner creates them one at a time; an idle worker
+/// steals the older half. `manager` is their manager, held while any is left: set when the
+/// batch is filled, cleared by the owner only (thieves take a copy).
+struct SpawnBatch {
+  private var bodies: [SpawnBody?] = []
+  private var head = 0
+  var manager: ThreadPoolTaskManager?
+
+  var count: Int { bodies.count - head }
+  var isEmpty: Bool { head == bodies.count }
+
+  /// Appends `source[from...]`, taking the bodies out of it. The batch must be empty.
+  mutating func append(_ source: inout [SpawnBody?], from: Int) {
+    bodies.removeAll(keepingCapacity: true)
+    head = 0
+    for i in from..<source.count { bodies.append(source[i].take()) }
+  }
+
+  mutating func popFirst() -> SpawnBody? {
+    guard head < bodies.count else { return nil }
+    let body = bodies[head].take()
+    head += 1
+    if head == bodies.count {
+      bodies.removeAll(keepingCapacity: true)
+      head = 0
+    }
+    return body
+  }
+
+  /// Moves the oldest `n` bodies (at most `count`) to the end of `out`.
+  mutating func takeFront(_ n: Int, into out: inout [SpawnBody?]) {
+    for _ in 0..<min(n, count) { out.append(popFirst()) }
+  }
+}
+
 struct SpawnQueue {
   var queue = RingDeque<SpawnBody>()
   var due = RingDeque<SpawnBody>()
