@@ -246,6 +246,35 @@ struct ExecutorTests {
     await mgr.shutdownGracefully()
   }
 
+  // A task resumed by a job that then runs long waits in that worker's LIFO slot; the idle
+  // worker takes it (after `lifoStealNanos`) instead of leaving it there until the job ends.
+  @Test func aJobInTheLIFOSlotBehindALongJob_isStolenByTheIdleWorker() async throws {
+    let mgr = try makeManager(workers: 2, prefix: "steall")
+    let parked = Locked<CheckedContinuation<Void, Never>?>(nil)
+    let resumedRan = Atomic<Bool>(false)
+    let done = Countdown(2)
+    try mgr.taskShared {
+      await withCheckedContinuation { c in parked.withLock { $0 = c } }
+      resumedRan.store(true, ordering: .releasing)
+      done.tick()
+    }
+    #expect(await eventually { parked.withLock { $0 != nil } })
+    let ranMeanwhile = Atomic<Bool>(false)
+    try mgr.taskShared {
+      parked.withLock { $0!.resume() }  // from this worker: into its LIFO slot
+      let deadline = ContinuousClock.now + .seconds(20)
+      while !resumedRan.load(ordering: .acquiring) && ContinuousClock.now < deadline {
+        usleep(1000)  // a long job on this worker
+      }
+      ranMeanwhile.store(resumedRan.load(ordering: .acquiring), ordering: .relaxed)
+      done.tick()
+    }
+    await done.wait()
+    let stolen = ranMeanwhile.load(ordering: .relaxed)
+    #expect(stolen, "the resumed task ran while its worker was busy")
+    await mgr.shutdownGracefully()
+  }
+
   // Requests in a worker's batch are still queued work: counted in `queuedSharedJobs`.
   @Test func spawnBatch_countsAsQueuedSharedJobs() async throws {
     let mgr = try makeManager(workers: 1, prefix: "batchq")

@@ -66,6 +66,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     @exclusivity(unchecked) var throttleCooldown = 0
     /// Jobs this worker ran (relaxed; read by metrics).
     let jobsRun = Atomic<Int>(0)
+    /// Bumped as this worker starts each job (relaxed): a thief that sees the same value, and a
+    /// job in this worker's LIFO slot, for `lifoStealNanos` knows the current job is a long one.
+    let jobSequence = Atomic<Int>(0)
+    /// What this worker, as a thief, last saw of each victim's LIFO slot: the victim's
+    /// `jobSequence` then (or -1) and when. Worker thread only.
+    @exclusivity(unchecked) var lifoWatch: [(sequence: Int, since: Int64)] = []
     /// `taskShared` tasks that finished on this worker (written by it only; see
     /// `countSharedFinished`).
     let sharedFinished = Atomic<Int>(0)
@@ -147,6 +153,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   init(count: Int, namePrefix: String) {
     self.namePrefix = namePrefix
     workers = (0..<max(1, count)).map { Worker(index: $0) }
+    for worker in workers {
+      worker.lifoWatch = Array(repeating: (sequence: -1, since: 0), count: workers.count)
+    }
   }
 
   /// Starts every worker. On a refused thread, stops and joins those already started and throws.
@@ -170,6 +179,11 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   static let maxLifoStreak = 3
   /// Every this many jobs a worker looks at the shared queues before its own (tokio: 61).
   static let sharedQueueInterval = 61
+  /// How long a job may wait in the LIFO slot of a worker busy with one job before an idle
+  /// worker steals it. Not at once: stealing the LIFO job that its worker was about to run
+  /// (tokio 1.51, whose LIFO stealing was reverted for a 30% loss in message passing) moves
+  /// every ping-pong across CPUs. Go steals `runnext` only after letting its owner run for 3 us.
+  static let lifoStealNanos: Int64 = 100_000
 
   // MARK: enqueue (any thread)
 
@@ -463,6 +477,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           if before == 1 && hasWork() { notifyIfNeeded() }
         }
         worker.deferNextEnqueue = false
+        worker.jobSequence.store(ran, ordering: .relaxed)
         job.runSynchronously(on: executor)
         ran &+= 1
         if ran & 63 == 0 { worker.jobsRun.store(ran, ordering: .relaxed) }
@@ -637,13 +652,32 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     // completing in creation order cost O(1) each. Newest-first stealing left the oldest
     // children queued at the head and made every completion walk past them. (What keeps W3
     // fast is the producer's back-pressure in `throttleProducer`; this keeps each walk short.)
+    //
+    // A victim whose ring is empty may still hold a job in its LIFO slot, behind a long job: it
+    // is taken once the victim has been in that same job for `lifoStealNanos`.
     let n = workers.count
     if n > 1 {
       for offset in 1..<n {
         let victim = workers[(worker.index + offset) % n]
         buffer.removeAll(keepingCapacity: true)
+        let sequence = victim.jobSequence.load(ordering: .relaxed)
+        let watch = worker.lifoWatch[victim.index]
+        let mayTakeLifo =
+          watch.sequence == sequence && Syscall.continuousNow() &- watch.since >= Self.lifoStealNanos
+        var sawLifo = false
         victim.local.withLock { local in
           local.takeFront((local.count + 1) / 2, into: &buffer)
+          if buffer.isEmpty, let lifo = local.lifo {
+            if mayTakeLifo {
+              local.lifo = nil
+              buffer.append(lifo)
+            } else {
+              sawLifo = true
+            }
+          }
+        }
+        if sawLifo && watch.sequence != sequence {
+          worker.lifoWatch[victim.index] = (sequence, Syscall.continuousNow())
         }
         if !buffer.isEmpty {
           let first = buffer[0]
