@@ -114,8 +114,9 @@ struct ScheduledTaskTests {
     }
     #expect(await eventually { mgr.metrics().pendingTimers == 0 })
     // Fired, but no task created yet: every one is a closure in the due queue, counted as queued
-    // and live shared work.
-    #expect(mgr.core.workers.queuedDue == n)
+    // and live shared work. (A fired batch reaches the due queue just after it leaves the timer
+    // heap: under TSan a test saw 359 of 1000 there in between.)
+    #expect(await eventually { mgr.core.workers.queuedDue == n })
     #expect(mgr.metrics().queuedSharedJobs >= n)
     #expect(mgr.metrics().liveSharedTasks == n + 1)
     gate.open()
