@@ -226,11 +226,9 @@ struct ExecutorTests {
     let submitted = Countdown(1)
     Thread.detachNewThread {
       try! mgr.taskShared {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while othersRan.load(ordering: .acquiring) < n - 1 && ContinuousClock.now < deadline {
-          usleep(1000)  // blocks this worker, as a long job does
-        }
-        sawAll.store(othersRan.load(ordering: .acquiring) == n - 1, ordering: .releasing)
+        // Blocks this worker, as a long job does.
+        let all = eventuallyInChild(seconds: 20) { othersRan.load(ordering: .acquiring) == n - 1 }
+        sawAll.store(all, ordering: .releasing)
         firstDone.tick()
       }
       for _ in 1..<n { try! mgr.taskShared { othersRan.wrappingAdd(1, ordering: .releasing) } }
@@ -262,11 +260,9 @@ struct ExecutorTests {
     let ranMeanwhile = Atomic<Bool>(false)
     try mgr.taskShared {
       parked.withLock { $0!.resume() }  // from this worker: into its LIFO slot
-      let deadline = ContinuousClock.now + .seconds(20)
-      while !resumedRan.load(ordering: .acquiring) && ContinuousClock.now < deadline {
-        usleep(1000)  // a long job on this worker
-      }
-      ranMeanwhile.store(resumedRan.load(ordering: .acquiring), ordering: .relaxed)
+      // A long job on this worker.
+      let ran = eventuallyInChild(seconds: 20) { resumedRan.load(ordering: .acquiring) }
+      ranMeanwhile.store(ran, ordering: .relaxed)
       done.tick()
     }
     await done.wait()

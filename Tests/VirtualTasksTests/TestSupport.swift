@@ -147,7 +147,8 @@ func fdTargets() -> [String] {
 
 /// `eventually` for exit-test children: polls with usleep. A child runs one test alone, so
 /// blocking its thread starves nobody, and it creates none of Dispatch's lazily made timer fds
-/// and threads (`Task.sleep` would), which would move the fd and thread baselines.
+/// and threads (`Task.sleep` would), which would move the fd and thread baselines. Also for a
+/// shared task that must block its worker on purpose while it waits.
 func eventuallyInChild(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
   let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
   while ContinuousClock.now < deadline {

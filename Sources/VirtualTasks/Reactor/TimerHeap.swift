@@ -1,4 +1,4 @@
-/// The reactor's timers: an indexed 4-ary min-heap over a slab of slots.
+/// The reactor's timers: a 4-ary min-heap of (deadline, sequence) entries over a slab of slots.
 ///
 /// O(log n) insert, O(1) cancel and peek. Ties on the deadline are broken by a submission
 /// sequence number (64 bits: it never wraps), so equal deadlines fire in submission order. The
@@ -11,10 +11,11 @@
 /// goes stale) at once, touching only the slot; its heap entry stays as a tombstone, recognised
 /// by its sequence no longer matching its slot's, until it is popped (a due tombstone is dropped,
 /// never returned) or tombstones outnumber live timers three to one (`purge`: one O(n) rebuild);
-/// when no live timer is left, everything is dropped at once. Removing the entry instead cost a sift through
-/// the slot array's cache misses: cancelling 100k timers in deadline order (each one the top,
-/// as timeouts of equal length are) took 34 ms. So at most as many tombstones as live timers
-/// (plus 64) are kept, and `earliestDeadline` is a lower bound: exact unless the top is a
+/// when no live timer is left, everything is dropped at once. Removing the entry instead cost a
+/// sift through the slot array's cache misses: cancelling 100k timers in deadline order (each
+/// one the top, as timeouts of equal length are) took 34 ms. So at most
+/// `tombstonesPerLiveTimer` tombstones per live timer (plus 64) are kept, and `earliestDeadline`
+/// is a lower bound: exact unless the top is a
 /// tombstone (`settleTop` makes it exact), in which case whoever arms for it wakes early, pops
 /// nothing due, and re-arms.
 ///

@@ -8,7 +8,8 @@ struct LocalQueue {
   private var ring: [UnownedJob?]
   private var head = 0
   private(set) var count = 0
-  /// The most recent job pushed by the owning worker: run next, for locality (never stolen).
+  /// The most recent job pushed by the owning worker: run next, for locality (stolen only from
+  /// behind a long job: `WorkerPool.lifoStealNanos`).
   var lifo: UnownedJob?
   /// Spawn requests the owning worker took and has not created yet (see `WorkerPool`).
   var spawns = SpawnBatch()

@@ -64,13 +64,12 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Enqueues left before `throttleProducer` may wait again after a wait in which the
     /// backlog did not shrink. Worker thread only.
     @exclusivity(unchecked) var throttleCooldown = 0
-    /// Jobs this worker ran (relaxed; read by metrics).
+    /// Jobs this worker ran, stored after each (relaxed): read by metrics, and by thieves: the
+    /// same value, with a job in this worker's LIFO slot, for `lifoStealNanos` means the current
+    /// job is a long one.
     let jobsRun = Atomic<Int>(0)
-    /// Bumped as this worker starts each job (relaxed): a thief that sees the same value, and a
-    /// job in this worker's LIFO slot, for `lifoStealNanos` knows the current job is a long one.
-    let jobSequence = Atomic<Int>(0)
-    /// What this worker, as a thief, last saw of each victim's LIFO slot: the victim's
-    /// `jobSequence` then (or -1) and when. Worker thread only.
+    /// What this worker, as a thief, last saw of each victim's LIFO slot: the victim's `jobsRun`
+    /// then (or -1) and when. Worker thread only.
     @exclusivity(unchecked) var lifoWatch: [(sequence: Int, since: Int64)] = []
     /// `taskShared` tasks that finished on this worker (written by it only; see
     /// `countSharedFinished`).
@@ -477,10 +476,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
           if before == 1 && hasWork() { notifyIfNeeded() }
         }
         worker.deferNextEnqueue = false
-        worker.jobSequence.store(ran, ordering: .relaxed)
         job.runSynchronously(on: executor)
         ran &+= 1
-        if ran & 63 == 0 { worker.jobsRun.store(ran, ordering: .relaxed) }
+        worker.jobsRun.store(ran, ordering: .relaxed)
         continue
       }
       worker.jobsRun.store(ran, ordering: .relaxed)
@@ -660,7 +658,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       for offset in 1..<n {
         let victim = workers[(worker.index + offset) % n]
         buffer.removeAll(keepingCapacity: true)
-        let sequence = victim.jobSequence.load(ordering: .relaxed)
+        let sequence = victim.jobsRun.load(ordering: .relaxed)
         let watch = worker.lifoWatch[victim.index]
         let mayTakeLifo =
           watch.sequence == sequence && Syscall.continuousNow() &- watch.since >= Self.lifoStealNanos
@@ -762,26 +760,29 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       return nil
     }
     spawnCount.wrappingSubtract(batch.count, ordering: .relaxed)
-    let first = batch[0].take()!
-    if batch.count > 1 { fillBatch(worker, from: &batch, skipping: 1, manager: manager) }
-    batch.removeAll(keepingCapacity: true)
-    worker.spawnScratch = batch
-    return startQuietly(first, manager: manager, on: worker)
+    return startFirst(worker, of: &batch, manager: manager)
   }
 
-  /// Moves `bodies[skipping...]` into the worker's (empty) batch with a reference to their
-  /// manager, and wakes a sleeper, if no worker is searching, to share them.
-  private func fillBatch(
-    _ worker: Worker, from bodies: inout [SpawnBody?], skipping: Int, manager: ThreadPoolTaskManager
-  ) {
-    let count = bodies.count - skipping
-    worker.local.withLock { local in
-      local.spawns.append(&bodies, from: skipping)
-      local.spawns.manager = manager
-      worker.batchedSpawns.wrappingAdd(count, ordering: .sequentiallyConsistent)
+  /// Starts the first of `bodies` (not empty) and makes the rest the worker's (empty) batch, with
+  /// a reference to their manager, waking a sleeper, if no worker is searching, to share them.
+  /// `bodies` is left empty, as the worker's `spawnScratch`.
+  private func startFirst(
+    _ worker: Worker, of bodies: inout [SpawnBody?], manager: ThreadPoolTaskManager
+  ) -> UnownedJob? {
+    let first = bodies[0].take()!
+    let rest = bodies.count - 1
+    if rest > 0 {
+      worker.local.withLock { local in
+        local.spawns.append(&bodies, from: 1)
+        local.spawns.manager = manager
+        worker.batchedSpawns.wrappingAdd(rest, ordering: .sequentiallyConsistent)
+      }
+      worker.batchHoldsManager = true
+      notifyIfNeeded()
     }
-    worker.batchHoldsManager = true
-    notifyIfNeeded()
+    bodies.removeAll(keepingCapacity: true)
+    worker.spawnScratch = bodies
+    return startQuietly(first, manager: manager, on: worker)
   }
 
   /// Steals the older half (at least one) of another worker's spawn batch, makes it this
@@ -808,11 +809,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         worker.spawnScratch = stolen
         continue
       }
-      let first = stolen[0].take()!
-      if stolen.count > 1 { fillBatch(worker, from: &stolen, skipping: 1, manager: manager) }
-      stolen.removeAll(keepingCapacity: true)
-      worker.spawnScratch = stolen
-      return startQuietly(first, manager: manager, on: worker)
+      return startFirst(worker, of: &stolen, manager: manager)
     }
     return nil
   }
