@@ -121,7 +121,8 @@ void vt_cpu_relax(void);
 uint64_t vt_fork_generation(void);
 
 // ---- test helpers (tests only) -------------------------------------------------------------
-// fork(2): unavailable to Swift code. Returns the pid, 0 in the child, or -errno.
+// fork(2): unavailable to Swift code. Returns the pid, 0 in the child (which dies of SIGALRM
+// after 60 s, should it deadlock), or -errno.
 int vt_testing_fork(void);
 // waitpid(2) for `pid`; returns its exit status (0..255), 128+signal, or -errno.
 int vt_testing_wait(int pid);

@@ -158,6 +158,16 @@ struct ReliabilityTests {
     await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
       do {
         let mgr = try makeManager(workers: 1, prefix: "forked")
+        // Only the forking thread lives on in the child: a Swift runtime lock or once another
+        // thread held at the fork stays held there forever. A CI run hung here, the child
+        // spinning in `swift_once` for the metadata of the error it was about to throw. So the
+        // parent walks the child's code path first (a shut-down manager throws the same errors,
+        // instantiating their metadata), and forks with this manager idle.
+        let warm = try makeManager(workers: 1, prefix: "forkwarm")
+        await warm.shutdownGracefully()
+        do throws(WasiThreadError) { try warm.taskShared {} } catch { require(error == .shutDown, "warm-up") }
+        do throws(WasiThreadError) { try warm.taskDedicated {} } catch { require(error == .shutDown, "warm-up") }
+        require(eventuallyInChild { mgr.metrics().queuedSharedJobs == 0 }, "idle before fork")
         let pid = vt_testing_fork()
         if pid == 0 {
           // The child: the manager's threads do not exist here.

@@ -70,7 +70,7 @@ enum BenchCommand {
     let workloads = (TaskWorkloads.all + TimerWorkloads.all + WasmWorkloads.all).filter {
       options.only.isEmpty || options.only.contains($0.id.uppercased())
     }
-    if workloads.isEmpty { Options.fail("--only matched no workload (W1..W8, W5s, W7s, WA1, WA2)") }
+    if workloads.isEmpty { Options.fail("--only matched no workload (W1..W8, W5s, W5c, W7s, WA1, WA2)") }
     var machine = Machine.capture()
     machine.note = options.note ?? ""
     let peers: PeerSet

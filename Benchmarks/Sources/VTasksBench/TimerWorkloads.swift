@@ -8,7 +8,7 @@ import Synchronization
 import VirtualTasks
 
 enum TimerWorkloads {
-  static let all: [Workload] = [mass, massScheduled, precision, cancel, cancelScheduled, idle]
+  static let all: [Workload] = [mass, massScheduled, massCalls, precision, cancel, cancelScheduled, idle]
 
   /// W5 sleep lengths: spread over [1 ms, 100 ms) with microsecond steps, the same for every peer.
   @inline(__always) static func massDelay(_ i: Int) -> Int64 {
@@ -139,6 +139,34 @@ enum TimerWorkloads {
         }
       case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
       default: fatalError("W5s has no \(peer) column")
+      }
+    }
+  }
+
+  // MARK: W5c
+
+  static let massCalls = Workload(
+    "W5c", "timer_mass_callbacks",
+    "W5 with a callback per timer and no task at all, the shape of the NIO and Dispatch columns "
+      + "(vtasks: schedule(after:), called on a worker; NIO: scheduleTask; Dispatch: asyncAfter). "
+      + "The sleepNow row is W5.",
+    peers: [.vtasks, .nio, .dispatch],
+    metrics: massMetrics
+  ) { peer, p, sizes, _ in
+    massRun("W5c \(peer)", sizes) { n, samples, latch in
+      switch peer {
+      case .vtasks:
+        let manager = p.manager
+        for i in 0..<n {
+          let d = massDelay(i)
+          let begin = nowNanos()
+          try! manager.schedule(after: .nanoseconds(d)) {
+            samples[i] = nowNanos() - begin - d
+            latch.done()
+          }
+        }
+      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+      default: fatalError("W5c has no \(peer) column")
       }
     }
   }

@@ -147,13 +147,69 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
     at deadline: Int64?, _ task: @escaping @Sendable () async -> Void
   ) -> ScheduledTask {
     if let deadline {
-      if let token = core.reactor.schedule(untilNanoseconds: deadline, owner: self, task) {
+      if let token = core.reactor.schedule(untilNanoseconds: deadline, owner: self, .task(task)) {
         return ScheduledTask(core: core, token: token)
       }
       // The reactor has closed (shutdown is under way): start it now, as shutdown would have.
     }
     startAdmitted(task)
     return ScheduledTask(core: nil, token: nil)
+  }
+
+  /// Calls `callback` on one of the workers once `delay` has passed on `ContinuousClock` (never
+  /// earlier), with no Swift task at all: until then it is only a timer in the reactor, and when
+  /// due a worker calls it between jobs, in (deadline, submission) order with the scheduled tasks
+  /// due with it. The cheapest timer this library has, the shape of SwiftNIO's `scheduleTask`
+  /// and `DispatchQueue.asyncAfter`: for short, non-blocking work (set a flag, resume a
+  /// continuation, submit a task). A callback that blocks holds a worker meanwhile, as a job
+  /// that blocks does; use ``taskShared(after:_:)`` for anything that awaits, and
+  /// ``taskDedicated(_:)`` for anything that blocks.
+  ///
+  /// A `delay` of zero or less makes it due at once: a worker calls it soon after, never the
+  /// calling thread. A huge one saturates (never traps) and the callback then runs only at
+  /// shutdown. ``ScheduledTask/cancel()`` drops it at once, releasing the closure unrun.
+  /// Accepted means run: shutdown calls every pending callback at once (as it ends every
+  /// pending sleep) and counts it as a shared task until it returned; a pending callback keeps
+  /// the manager alive, as a pending scheduled task does. Throws `.shutDown` once shutdown has
+  /// begun (the closure is released uncalled).
+  @discardableResult
+  public func schedule(
+    after delay: Duration, _ callback: @escaping @Sendable () -> Void
+  ) throws(WasiThreadError) -> ScheduledTask {
+    try core.admitShared()
+    let nanoseconds = max(0, delay.saturatingNanoseconds)
+    let (deadline, overflow) = Syscall.continuousNow().addingReportingOverflow(nanoseconds)
+    return scheduleCallAdmitted(at: overflow ? .max : deadline, callback)
+  }
+
+  /// Like ``schedule(after:_:)``, due at `deadline` on `ContinuousClock` (never earlier); a
+  /// deadline that passed is due at once, after every callback and task submitted earlier for
+  /// the same instant.
+  @discardableResult
+  public func schedule(
+    at deadline: ContinuousClock.Instant, _ callback: @escaping @Sendable () -> Void
+  ) throws(WasiThreadError) -> ScheduledTask {
+    try core.admitShared()
+    return scheduleCallAdmitted(at: Syscall.continuousNanoseconds(deadline) ?? 0, callback)
+  }
+
+  /// Queues an admitted callback for `deadline` (CLOCK_BOOTTIME ns).
+  private func scheduleCallAdmitted(
+    at deadline: Int64, _ callback: @escaping @Sendable () -> Void
+  ) -> ScheduledTask {
+    if let token = core.reactor.schedule(untilNanoseconds: deadline, owner: self, .call(callback)) {
+      return ScheduledTask(core: core, token: token)
+    }
+    // The reactor has closed (shutdown is under way): hand it to the workers now, as shutdown
+    // would have (the pool calls it itself once it has stopped).
+    startDue([.call(callback)])
+    return ScheduledTask(core: nil, token: nil)
+  }
+
+  /// Calls an admitted, due callback (on a worker, or at shutdown) and counts it finished.
+  func runCall(_ callback: @Sendable () -> Void) {
+    callback()
+    core.sharedFinished()
   }
 
   /// Creates the task of an admitted `taskShared` call (on the caller or on a worker).
@@ -450,7 +506,13 @@ extension ThreadPoolTaskManager: ScheduledTaskStarter {
   /// they are created here, and their jobs go to Swift's global executor.
   func startDue(_ batch: [TimerPayload?]) {
     if core.workers.submitDue(batch, manager: self) { return }
-    for case .task(let body)? in batch { startShared(body) }
+    for payload in batch {
+      switch payload {
+      case .task(let body)?: startShared(body)
+      case .call(let body)?: runCall(body)
+      case .sleeper?, nil: break
+      }
+    }
   }
 }
 

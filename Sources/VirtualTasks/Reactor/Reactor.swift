@@ -180,17 +180,16 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
 
   // MARK: scheduled tasks (any thread)
 
-  /// Queues `body` to be started by `owner` once CLOCK_BOOTTIME reaches `deadline` (ns), as a
-  /// timer: no task exists until then. Nil when the reactor is closed: the caller starts it at
-  /// once (shutdown starts every pending one, see `close`).
+  /// Queues `body` (a `.task` or a `.call`) to be started by `owner` once CLOCK_BOOTTIME reaches
+  /// `deadline` (ns), as a timer: no task exists until then. Nil when the reactor is closed: the
+  /// caller starts it at once (shutdown starts every pending one, see `close`).
   func schedule(
-    untilNanoseconds deadline: Int64, owner: any ScheduledTaskStarter,
-    _ body: @escaping @Sendable () async -> Void
+    untilNanoseconds deadline: Int64, owner: any ScheduledTaskStarter, _ body: TimerPayload
   ) -> TimerToken? {
     state.withLock { s in
       if s.closed { return nil }
       let token = s.timers.insert(deadline: deadline)
-      _ = s.timers.attach(token, .task(body))
+      _ = s.timers.attach(token, body)
       if s.scheduled == 0 { s.scheduledOwner = owner }
       s.scheduled += 1
       inserted(&s, deadline)
@@ -254,7 +253,10 @@ final class Reactor: @unchecked Sendable {  // mutable state lives in `state` (a
     if s.scheduled == 0 { return nil }
     var tasks = 0
     for payload in batch {
-      if case .task? = payload { tasks += 1 }
+      switch payload {
+      case .task?, .call?: tasks += 1
+      case .sleeper?, nil: break
+      }
     }
     if tasks == 0 { return nil }
     s.scheduled -= tasks
@@ -486,17 +488,20 @@ extension Reactor: WorkerTimerSource {
   }
 }
 
-/// What a timer holds: a suspended `sleep`'s continuation, or the body of a scheduled task (a
-/// `taskShared(after:)` task that does not exist yet), started when due.
+/// What a timer holds: a suspended `sleep`'s continuation, the body of a scheduled task (a
+/// `taskShared(after:)` task that does not exist yet), started when due, or a scheduled callback
+/// (`schedule(after:)`), called on a worker when due.
 enum TimerPayload {
   case sleeper(SleepContinuation)
   case task(@Sendable () async -> Void)
+  case call(@Sendable () -> Void)
 }
 
-/// Starts the scheduled tasks that come due (the manager: they run as its `taskShared` tasks).
+/// Starts the scheduled tasks and callbacks that come due (the manager: they run as its
+/// `taskShared` tasks, or on its workers).
 protocol ScheduledTaskStarter: AnyObject, Sendable {
-  /// Starts the due scheduled tasks of `batch` (its `.task` payloads, in order), from whichever
-  /// thread fired their timers.
+  /// Starts the due scheduled tasks and callbacks of `batch` (its `.task` and `.call` payloads,
+  /// in order), from whichever thread fired their timers.
   func startDue(_ batch: [TimerPayload?])
 }
 

@@ -61,6 +61,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// to `startedJob` and wakes no other worker (this one runs it next). Worker thread only.
     @exclusivity(unchecked) var quietEnqueue = false
     @exclusivity(unchecked) var startedJob: UnownedJob?
+    /// Set when `nextJob` ran due callbacks (`schedule(after:)`) and found no job after them:
+    /// the loop counts that as work found. Worker thread only.
+    @exclusivity(unchecked) var ranCallbacks = false
     /// Enqueues left before `throttleProducer` may wait again after a wait in which the
     /// backlog did not shrink. Worker thread only.
     @exclusivity(unchecked) var throttleCooldown = 0
@@ -207,16 +210,20 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     return true
   }
 
-  /// Queues the due scheduled tasks of `batch` (a fired timer batch, in order) to be created by
-  /// the workers (see `SpawnQueue.due`). Returns false once the pool is gone: the caller then
-  /// creates them itself.
+  /// Queues the due scheduled tasks and callbacks of `batch` (a fired timer batch, in order) to
+  /// be created or called by the workers (see `SpawnQueue.due`). Returns false once the pool is
+  /// gone: the caller then starts them itself.
   func submitDue(_ batch: [TimerPayload?], manager: ThreadPoolTaskManager) -> Bool {
     var count = 0
     let accepted: Bool = spawns.withLock { state in
       if state.terminated { return false }
       if state.isEmpty { state.manager = manager }
-      for case .task(let body)? in batch {
-        state.due.pushBack(SpawnBody(body))
+      for payload in batch {
+        switch payload {
+        case .task(let body)?: state.due.pushBack(.task(SpawnBody(body)))
+        case .call(let body)?: state.due.pushBack(.call(CallBody(body)))
+        case .sleeper?, nil: continue
+        }
         count += 1
       }
       if state.isEmpty { state.manager = nil }  // the batch held no task
@@ -479,6 +486,16 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
         job.runSynchronously(on: executor)
         ran &+= 1
         worker.jobsRun.store(ran, ordering: .relaxed)
+        continue
+      }
+      if worker.ranCallbacks {
+        // Due callbacks ran (no job): work found, as above.
+        worker.ranCallbacks = false
+        if isSearching {
+          isSearching = false
+          let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
+          if before == 1 && hasWork() { notifyIfNeeded() }
+        }
         continue
       }
       worker.jobsRun.store(ran, ordering: .relaxed)
@@ -815,22 +832,38 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
   }
 
   /// Creates the task of the first due scheduled task (one per lock: two workers taking batches
-  /// would start them out of order) and returns its first job.
+  /// would start them out of order) and returns its first job. Due callbacks before it are
+  /// called here, on this worker, at most `callbacksPerLook` of them (then nil, with
+  /// `worker.ranCallbacks` set: the loop fires timers and looks at the priority queue between).
   private func startNextDue(_ worker: Worker) -> UnownedJob? {
-    // The body comes out through a captured local, not the lock's generic result (a closure in
-    // a generic tuple is reabstracted through a thunk: a malloc).
-    var body: SpawnBody?
-    let manager: ThreadPoolTaskManager? = spawns.withLock { state in
-      body = state.due.popFront()
-      let manager = state.manager
-      if state.isEmpty { state.manager = nil }  // the queue's reference moves here
-      return manager
+    for _ in 0..<Self.callbacksPerLook {
+      // The body comes out through a captured local, not the lock's generic result (a closure in
+      // a generic tuple is reabstracted through a thunk: a malloc).
+      var body: DueBody?
+      let manager: ThreadPoolTaskManager? = spawns.withLock { state in
+        body = state.due.popFront()
+        let manager = state.manager
+        if state.isEmpty { state.manager = nil }  // the queue's reference moves here
+        return manager
+      }
+      guard let body, let manager else { return nil }
+      dueCount.wrappingSubtract(1, ordering: .relaxed)
+      spawnCount.wrappingSubtract(1, ordering: .relaxed)
+      switch body {
+      case .task(let task):
+        return startQuietly(task, manager: manager, on: worker)
+      case .call(let call):
+        manager.runCall(call.run)
+        worker.ranCallbacks = true
+        if dueCount.load(ordering: .relaxed) <= 0 { return nil }
+      }
     }
-    guard let body, let manager else { return nil }
-    dueCount.wrappingSubtract(1, ordering: .relaxed)
-    spawnCount.wrappingSubtract(1, ordering: .relaxed)
-    return startQuietly(body, manager: manager, on: worker)
+    return nil
   }
+
+  /// Due callbacks one look at the due queue calls before the worker fires timers and looks at
+  /// its other queues again.
+  static var callbacksPerLook: Int { 32 }
 
   /// Creates a queued body's task on this worker and returns the task's first job, which this
   /// worker runs next: the job is handed back through `startedJob` (`quietEnqueue`), not
@@ -901,20 +934,24 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     // Spawn requests left behind: their tasks are created here, and their jobs, finding the
     // injection queue terminated, go to Swift's global executor.
-    var requests: [SpawnBody] = []
+    // Due callbacks left behind are called here.
+    var requests: [DueBody] = []
     let manager: ThreadPoolTaskManager? = spawns.withLock { state in
       state.terminated = true
       while let body = state.due.popFront() {
         requests.append(body)
         dueCount.wrappingSubtract(1, ordering: .relaxed)
       }
-      while let body = state.queue.popFront() { requests.append(body) }
+      while let body = state.queue.popFront() { requests.append(.task(body)) }
       defer { state.manager = nil }
       return state.manager
     }
     for request in requests {
       spawnCount.wrappingSubtract(1, ordering: .relaxed)
-      manager?.startShared(request.run)
+      switch request {
+      case .task(let body): manager?.startShared(body.run)
+      case .call(let body): manager?.runCall(body.run)
+      }
     }
   }
 
@@ -987,13 +1024,27 @@ struct SpawnBody {
   init(_ run: @escaping @Sendable () async -> Void) { self.run = run }
 }
 
+/// A `schedule(after:)` callback as queued (in a struct, as `SpawnBody`).
+struct CallBody {
+  let run: @Sendable () -> Void
+  init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// What comes due from a timer for the workers: a scheduled task to create, or a scheduled
+/// callback to call.
+enum DueBody {
+  case task(SpawnBody)
+  case call(CallBody)
+}
+
 /// `taskShared` calls made outside any task (a plain thread, a blocking-pool thread): the worker
 /// that takes one creates its task with `manager.startShared`. `manager` is set while the queue
 /// is not empty, keeping the manager (the tasks' executor preference) alive until then.
 ///
-/// `due` holds the scheduled tasks (`taskShared(after:)`) whose timers fired, in (deadline,
-/// submission) order: workers take them one at a time, right after the priority queue, so they
-/// start in that order and ahead of other work, the way a resumed sleeper does. The timer's
+/// `due` holds the scheduled tasks (`taskShared(after:)`) and callbacks (`schedule(after:)`)
+/// whose timers fired, in (deadline, submission) order: workers take them one at a time, right
+/// after the priority queue, so they start in that order and ahead of other work, the way a
+/// resumed sleeper does (a callback is called by the worker that takes it, with no task). The timer's
 /// firer only queues them (under the reactor's firing lock): a burst of 100k due timers used to
 /// be 100k tasks created at once by one thread, about 1 KB each (W5s: 96 MB peak), while the
 /// workers waited for them.
@@ -1035,7 +1086,7 @@ struct SpawnBatch {
 
 struct SpawnQueue {
   var queue = RingDeque<SpawnBody>()
-  var due = RingDeque<SpawnBody>()
+  var due = RingDeque<DueBody>()
   var manager: ThreadPoolTaskManager?
   var terminated = false
 
