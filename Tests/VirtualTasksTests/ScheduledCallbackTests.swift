@@ -3,13 +3,6 @@ import Testing
 
 @testable import VirtualTasks
 
-/// Counts its own deinits: a closure capturing one shows when the closure was released.
-private final class ReleaseProbe: Sendable {
-  let released: Counter
-  init(_ released: Counter) { self.released = released }
-  deinit { released.add() }
-}
-
 /// Whether the calling code runs inside a Swift task.
 private func inTask() -> Bool { withUnsafeCurrentTask { $0 != nil } }
 
@@ -219,29 +212,8 @@ struct ScheduledCallbackTests {
 
   @Test func cancellationRacingExpiry_eachIsCalledOrCancelled_neverBoth() async throws {
     let mgr = try makeManager(prefix: "cbkrc")
-    let n = 10_000
-    let calls = Locked([Int](repeating: 0, count: n))
-    let outcomes = Locked([Bool](repeating: false, count: n))
-    for i in 0..<n {
-      let handle = try mgr.schedule(after: .microseconds(10 + i % 50)) {
-        calls.withLock { $0[i] += 1 }
-      }
-      for _ in 0..<(i % 7 == 0 ? 0 : (i % 200) * 8) { vt_cpu_relax() }
-      let cancelled = handle.cancel()
-      outcomes.withLock { $0[i] = cancelled }
+    try await expectCancellationRacingExpiry(on: mgr) { delay, body throws(WasiThreadError) in
+      try mgr.schedule(after: delay, body)
     }
-    await mgr.shutdownGracefully()
-    let cancelled = outcomes.withLock { $0 }
-    let runs = calls.withLock { $0 }
-    var both = 0
-    var neither = 0
-    for i in 0..<n {
-      if runs[i] > 1 || (runs[i] == 1 && cancelled[i]) { both += 1 }
-      if runs[i] == 0 && !cancelled[i] { neither += 1 }
-    }
-    #expect(both == 0)
-    #expect(neither == 0)
-    #expect(cancelled.contains(true) && runs.contains(1))  // both outcomes were exercised
-    #expect(mgr.metrics().pendingTimers == 0)
   }
 }

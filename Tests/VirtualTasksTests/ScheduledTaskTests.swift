@@ -3,13 +3,6 @@ import Testing
 
 @testable import VirtualTasks
 
-/// Counts its own deinits: a closure capturing one shows when the closure was released.
-private final class ReleaseProbe: Sendable {
-  let released: Counter
-  init(_ released: Counter) { self.released = released }
-  deinit { released.add() }
-}
-
 @Suite("Scheduled tasks: taskShared(after:) / taskShared(at:)")
 struct ScheduledTaskTests {
   @Test func runsAfterItsDelay_onAWorker_neverEarly_andMayAwait() async throws {
@@ -193,31 +186,8 @@ struct ScheduledTaskTests {
 
   @Test func cancellationRacingExpiry_eachRunsOrIsCancelled_neverBoth() async throws {
     let mgr = try makeManager(prefix: "schrc")
-    let n = 10_000
-    let ran = Locked([Int](repeating: 0, count: n))
-    let outcomes = Locked([Bool](repeating: false, count: n))
-    for i in 0..<n {
-      let handle = try mgr.taskShared(after: .microseconds(10 + i % 50)) {
-        ran.withLock { $0[i] += 1 }
-      }
-      // Cancel at varied points around the deadline (some before, some as it fires, some after).
-      for _ in 0..<(i % 7 == 0 ? 0 : (i % 200) * 8) { vt_cpu_relax() }
-      let cancelled = handle.cancel()
-      outcomes.withLock { $0[i] = cancelled }
+    try await expectCancellationRacingExpiry(on: mgr) { delay, body throws(WasiThreadError) in
+      try mgr.taskShared(after: delay) { body() }
     }
-    await mgr.shutdownGracefully()
-    let cancelled = outcomes.withLock { $0 }
-    let runs = ran.withLock { $0 }
-    var both = 0
-    var neither = 0
-    for i in 0..<n {
-      let r = runs[i]
-      if r > 1 || (r == 1 && cancelled[i]) { both += 1 }
-      if r == 0 && !cancelled[i] { neither += 1 }
-    }
-    #expect(both == 0)
-    #expect(neither == 0)
-    #expect(cancelled.contains(true) && runs.contains(1))  // both outcomes were exercised
-    #expect(mgr.metrics().pendingTimers == 0)
   }
 }

@@ -157,3 +157,41 @@ func eventuallyInChild(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
   }
   return condition()
 }
+
+/// Counts its own deinits: a closure capturing one shows when the closure was released.
+final class ReleaseProbe: Sendable {
+  let released: Counter
+  init(_ released: Counter) { self.released = released }
+  deinit { released.add() }
+}
+
+/// 10k scheduled items (through `schedule`: a scheduled task or a callback), each cancelled at
+/// a varied point around its deadline (some before, some as it fires, some after): each one runs
+/// exactly once or is cancelled, never both and never neither. Shuts `mgr` down.
+func expectCancellationRacingExpiry(
+  on mgr: ThreadPoolTaskManager,
+  schedule: (Duration, @escaping @Sendable () -> Void) throws(WasiThreadError) -> ScheduledTask
+) async throws {
+  let n = 10_000
+  let ran = Locked([Int](repeating: 0, count: n))
+  let outcomes = Locked([Bool](repeating: false, count: n))
+  for i in 0..<n {
+    let handle = try schedule(.microseconds(10 + i % 50)) { ran.withLock { $0[i] += 1 } }
+    for _ in 0..<(i % 7 == 0 ? 0 : (i % 200) * 8) { vt_cpu_relax() }
+    let cancelled = handle.cancel()
+    outcomes.withLock { $0[i] = cancelled }
+  }
+  await mgr.shutdownGracefully()
+  let cancelled = outcomes.withLock { $0 }
+  let runs = ran.withLock { $0 }
+  var both = 0
+  var neither = 0
+  for i in 0..<n {
+    if runs[i] > 1 || (runs[i] == 1 && cancelled[i]) { both += 1 }
+    if runs[i] == 0 && !cancelled[i] { neither += 1 }
+  }
+  #expect(both == 0)
+  #expect(neither == 0)
+  #expect(cancelled.contains(true) && runs.contains(1))  // both outcomes were exercised
+  #expect(mgr.metrics().pendingTimers == 0)
+}

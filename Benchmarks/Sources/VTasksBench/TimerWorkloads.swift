@@ -116,57 +116,54 @@ enum TimerWorkloads {
     ]
   }
 
-  // MARK: W5s
+  // MARK: W5s, W5c
 
-  static let massScheduled = Workload(
+  static let massScheduled = massTimers(
     "W5s", "timer_mass_scheduled",
     "W5 with this library's timer API that creates no task until it is due (vtasks: "
-      + "taskShared(after:); NIO: scheduleTask; Dispatch: asyncAfter). The sleepNow row is W5.",
-    peers: [.vtasks, .nio, .dispatch],
-    metrics: massMetrics
-  ) { peer, p, sizes, _ in
-    massRun("W5s \(peer)", sizes) { n, samples, latch in
-      switch peer {
-      case .vtasks:
-        let manager = p.manager
-        for i in 0..<n {
-          let d = massDelay(i)
-          let begin = nowNanos()
-          try! manager.taskShared(after: .nanoseconds(d)) {
-            samples[i] = nowNanos() - begin - d
-            latch.done()
-          }
-        }
-      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
-      default: fatalError("W5s has no \(peer) column")
+      + "taskShared(after:); NIO: scheduleTask; Dispatch: asyncAfter). The sleepNow row is W5."
+  ) { manager, n, samples, latch in
+    for i in 0..<n {
+      let d = massDelay(i)
+      let begin = nowNanos()
+      try! manager.taskShared(after: .nanoseconds(d)) {
+        samples[i] = nowNanos() - begin - d
+        latch.done()
       }
     }
   }
 
-  // MARK: W5c
-
-  static let massCalls = Workload(
+  static let massCalls = massTimers(
     "W5c", "timer_mass_callbacks",
     "W5 with a callback per timer and no task at all, the shape of the NIO and Dispatch columns "
       + "(vtasks: schedule(after:), called on a worker; NIO: scheduleTask; Dispatch: asyncAfter). "
-      + "The sleepNow row is W5.",
-    peers: [.vtasks, .nio, .dispatch],
-    metrics: massMetrics
-  ) { peer, p, sizes, _ in
-    massRun("W5c \(peer)", sizes) { n, samples, latch in
-      switch peer {
-      case .vtasks:
-        let manager = p.manager
-        for i in 0..<n {
-          let d = massDelay(i)
-          let begin = nowNanos()
-          try! manager.schedule(after: .nanoseconds(d)) {
-            samples[i] = nowNanos() - begin - d
-            latch.done()
-          }
+      + "The sleepNow row is W5."
+  ) { manager, n, samples, latch in
+    for i in 0..<n {
+      let d = massDelay(i)
+      let begin = nowNanos()
+      try! manager.schedule(after: .nanoseconds(d)) {
+        samples[i] = nowNanos() - begin - d
+        latch.done()
+      }
+    }
+  }
+
+  /// A W5 variant on one of this library's timer APIs: `vtasks` starts the N timers on the
+  /// manager (each with its own closure, so that the closure's cost is the API's alone); NIO and
+  /// Dispatch run their callback columns.
+  static func massTimers(
+    _ id: String, _ name: String, _ description: String,
+    vtasks: @escaping @Sendable (ThreadPoolTaskManager, Int, Samples, Latch) -> Void
+  ) -> Workload {
+    Workload(id, name, description, peers: [.vtasks, .nio, .dispatch], metrics: massMetrics) {
+      peer, p, sizes, _ in
+      massRun("\(id) \(peer)", sizes) { n, samples, latch in
+        switch peer {
+        case .vtasks: vtasks(p.manager, n, samples, latch)
+        case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+        default: fatalError("\(id) has no \(peer) column")
         }
-      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
-      default: fatalError("W5c has no \(peer) column")
       }
     }
   }

@@ -124,8 +124,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
     try core.admitShared()
     let nanoseconds = delay.saturatingNanoseconds
     if nanoseconds <= 0 { return scheduleAdmitted(at: nil, task) }
-    let (deadline, overflow) = Syscall.continuousNow().addingReportingOverflow(nanoseconds)
-    return scheduleAdmitted(at: overflow ? .max : deadline, task)
+    return scheduleAdmitted(at: Self.deadline(after: nanoseconds), task)
   }
 
   /// Like ``taskShared(after:_:)``, due at `deadline` on `ContinuousClock` (never earlier). Equal
@@ -177,9 +176,7 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
     after delay: Duration, _ callback: @escaping @Sendable () -> Void
   ) throws(WasiThreadError) -> ScheduledTask {
     try core.admitShared()
-    let nanoseconds = max(0, delay.saturatingNanoseconds)
-    let (deadline, overflow) = Syscall.continuousNow().addingReportingOverflow(nanoseconds)
-    return scheduleCallAdmitted(at: overflow ? .max : deadline, callback)
+    return scheduleCallAdmitted(at: Self.deadline(after: max(0, delay.saturatingNanoseconds)), callback)
   }
 
   /// Like ``schedule(after:_:)``, due at `deadline` on `ContinuousClock` (never earlier); a
@@ -191,6 +188,12 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   ) throws(WasiThreadError) -> ScheduledTask {
     try core.admitShared()
     return scheduleCallAdmitted(at: Syscall.continuousNanoseconds(deadline) ?? 0, callback)
+  }
+
+  /// CLOCK_BOOTTIME now plus `nanoseconds` (>= 0), saturating at `Int64.max`.
+  private static func deadline(after nanoseconds: Int64) -> Int64 {
+    let (deadline, overflow) = Syscall.continuousNow().addingReportingOverflow(nanoseconds)
+    return overflow ? .max : deadline
   }
 
   /// Queues an admitted callback for `deadline` (CLOCK_BOOTTIME ns).
@@ -210,6 +213,15 @@ public final class ThreadPoolTaskManager: VirtualTaskManager, TaskExecutor, _Blo
   func runCall(_ callback: @Sendable () -> Void) {
     callback()
     core.sharedFinished()
+  }
+
+  /// Starts a due scheduled task or calls a due callback, here, when no worker will (the pool
+  /// has stopped).
+  func start(_ body: DueBody) {
+    switch body {
+    case .task(let task): startShared(task.run)
+    case .call(let call): runCall(call.run)
+    }
   }
 
   /// Creates the task of an admitted `taskShared` call (on the caller or on a worker).
@@ -506,13 +518,7 @@ extension ThreadPoolTaskManager: ScheduledTaskStarter {
   /// they are created here, and their jobs go to Swift's global executor.
   func startDue(_ batch: [TimerPayload?]) {
     if core.workers.submitDue(batch, manager: self) { return }
-    for payload in batch {
-      switch payload {
-      case .task(let body)?: startShared(body)
-      case .call(let body)?: runCall(body)
-      case .sleeper?, nil: break
-      }
-    }
+    for case let body? in batch.lazy.map({ $0?.due }) { start(body) }
   }
 }
 

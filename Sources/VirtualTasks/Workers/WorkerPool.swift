@@ -218,12 +218,8 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     let accepted: Bool = spawns.withLock { state in
       if state.terminated { return false }
       if state.isEmpty { state.manager = manager }
-      for payload in batch {
-        switch payload {
-        case .task(let body)?: state.due.pushBack(.task(SpawnBody(body)))
-        case .call(let body)?: state.due.pushBack(.call(CallBody(body)))
-        case .sleeper?, nil: continue
-        }
+      for case let body? in batch.lazy.map({ $0?.due }) {
+        state.due.pushBack(body)
         count += 1
       }
       if state.isEmpty { state.manager = nil }  // the batch held no task
@@ -477,11 +473,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       if timersDue() { fireDueTimers(worker, wait: false) }
       if let job = nextJob(worker, &stealBuffer) {
         queued.wrappingSubtract(1, ordering: .sequentiallyConsistent)
-        if isSearching {
-          isSearching = false
-          let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
-          if before == 1 && hasWork() { notifyIfNeeded() }
-        }
+        foundWork(&isSearching)
         worker.deferNextEnqueue = false
         job.runSynchronously(on: executor)
         ran &+= 1
@@ -491,11 +483,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
       if worker.ranCallbacks {
         // Due callbacks ran (no job): work found, as above.
         worker.ranCallbacks = false
-        if isSearching {
-          isSearching = false
-          let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
-          if before == 1 && hasWork() { notifyIfNeeded() }
-        }
+        foundWork(&isSearching)
         continue
       }
       worker.jobsRun.store(ran, ordering: .relaxed)
@@ -562,6 +550,16 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     if isSearching { searching.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
     vt_set_thread_owner(nil, -1)
+  }
+
+  /// A searching worker that found work stops searching; the last searcher to stop wakes another
+  /// worker when work remains, so a burst spreads over the pool one wake-up at a time.
+  @inline(__always)
+  private func foundWork(_ isSearching: inout Bool) {
+    guard isSearching else { return }
+    isSearching = false
+    let before = searching.wrappingSubtract(1, ordering: .sequentiallyConsistent).oldValue
+    if before == 1 && hasWork() { notifyIfNeeded() }
   }
 
   /// Spins (pausing, then yielding the CPU) until the earliest pending deadline, when it is at
@@ -948,10 +946,7 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     }
     for request in requests {
       spawnCount.wrappingSubtract(1, ordering: .relaxed)
-      switch request {
-      case .task(let body): manager?.startShared(body.run)
-      case .call(let body): manager?.runCall(body.run)
-      }
+      manager?.start(request)
     }
   }
 
@@ -1035,6 +1030,17 @@ struct CallBody {
 enum DueBody {
   case task(SpawnBody)
   case call(CallBody)
+}
+
+extension TimerPayload {
+  /// The scheduled task or callback this timer starts when due; nil for a sleeper.
+  var due: DueBody? {
+    switch self {
+    case .sleeper: nil
+    case .task(let body): .task(SpawnBody(body))
+    case .call(let body): .call(CallBody(body))
+    }
+  }
 }
 
 /// `taskShared` calls made outside any task (a plain thread, a blocking-pool thread): the worker
