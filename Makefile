@@ -13,9 +13,14 @@ run:
 	$$($(SWIFT) build --show-bin-path)/vtasks probe
 	$$($(SWIFT) build --show-bin-path)/vtasks run
 
+# Exit-test children append the check that failed to $(CHILD_FAILURES) (see `require` in the
+# tests' TestSupport); it is printed when the run fails.
+CHILD_FAILURES := $(CURDIR)/.build/exit-test-failures.log
 test:
 	$(SWIFT) build --build-tests $(JOBS)
-	$(SWIFT) test --skip-build
+	rm -f $(CHILD_FAILURES)
+	VT_FAILURE_LOG=$(CHILD_FAILURES) $(SWIFT) test --skip-build || \
+	  { cat $(CHILD_FAILURES) 2>/dev/null; exit 1; }
 
 # ThreadSanitizer: fail on the exit code and on any race report (a race may print a warning
 # while the test still shows as passed). The library's and the adapters' suites; not the CLI

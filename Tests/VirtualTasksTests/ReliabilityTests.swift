@@ -68,18 +68,23 @@ struct ReliabilityTests {
           }
         }
         let fds = fdCount()
+        let before = Set(fdTargets())
         let original = vt_testing_nofile_limit()
         _ = vt_testing_set_nofile_limit(UInt64(highest + 1 + extra))
         var outcome: Result<Void, WasiThreadError> = .success(())
         do throws(WasiThreadError) { _ = try makeManager(workers: 1, prefix: "emfile") } catch { outcome = .failure(error) }
         _ = vt_testing_set_nofile_limit(original)
         switch outcome {
-        case .success: require(false, "init succeeded with \(extra) spare fds")
+        case .success: require(false, "init succeeded with \(extra) spare fds; highest open fd was \(highest)")
         case .failure(.systemCallFailed(let name, let errno)):
           require(errno == EMFILE, "\(name) failed with errno \(errno), expected EMFILE")
         case .failure(let e): require(false, "unexpected \(e)")
         }
-        require(fdCount() == fds, "fds \(fdCount()) vs \(fds) after EMFILE with \(extra) spare")
+        let after = Set(fdTargets())
+        require(
+          fdCount() == fds,
+          "fds \(fdCount()) vs \(fds) after EMFILE with \(extra) spare: opened \(after.subtracting(before).sorted()), "
+            + "closed \(before.subtracting(after).sorted())")
         require(threadsNamed("emfile-") == 0, "no thread left behind")
       }
     }

@@ -91,12 +91,22 @@ func eventually(seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
 func threadCount() -> Int { Int(vt_thread_count()) }
 func fdCount() -> Int { Int(vt_fd_count()) }
 
-/// In an exit-test child: print and exit 1 unless `condition` holds.
-func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+/// In an exit-test child: print and exit 1 unless `condition` holds. The parent's expectation
+/// shows only the exit code (and a failed `#expect(processExitsWith:)` returns no result to read
+/// the child's stderr from), so the line is also appended to the file `VT_FAILURE_LOG` names:
+/// `make test` sets it and prints the file when the run fails.
+func require(
+  _ condition: Bool, _ message: @autoclosure () -> String, fileID: String = #fileID, line: Int = #line
+) {
   if !condition {
-    FileHandle.standardError.write(Data(("FAILED: " + message() + "\n").utf8))
+    let text = "FAILED (\(fileID):\(line), exit-test child \(getpid())): \(message())\n"
+    FileHandle.standardError.write(Data(text.utf8))
     if let path = getenv("VT_FAILURE_LOG") {
-      try? Data(("FAILED: " + message() + "\n").utf8).write(to: URL(fileURLWithPath: String(cString: path)))
+      let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+      if fd >= 0 {
+        _ = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+      }
     }
     exit(1)
   }

@@ -326,8 +326,13 @@ final class ManagerCore: @unchecked Sendable {  // mutable state: atomics, and `
   /// Bit 0: admission closed. Bits 1...: shared tasks accepted so far (it only grows). Only
   /// submitting threads write it: tasks finishing on the workers count themselves elsewhere
   /// (`WorkerPool.countSharedFinished`), so a flood of submissions from one thread does not
-  /// bounce this cache line against every finishing task (W2).
+  /// bounce this cache line against every finishing task (W2). On a cache line of its own: next
+  /// to `awaitingDrain` and the references above, which every finishing task and callback reads,
+  /// each submission made those reads miss (W5c: the `awaitingDrain` load after each due
+  /// callback was 74% of the worker's `startNextDue`).
+  private let padding0 = CacheLinePadding()
   private let admitted = Atomic<Int>(0)
+  private let padding1 = CacheLinePadding()
   /// Set by the teardown, after admission closed, before it waits for the shared tasks: from
   /// then on each finishing task signals `lifecycleLock` (sequentially consistent with the
   /// finished counts, so the teardown never misses the last one).

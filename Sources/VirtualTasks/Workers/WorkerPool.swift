@@ -46,10 +46,6 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// and reach the priority queue together. Worker thread only.
     @exclusivity(unchecked) var collectingTimerJobs = false
     @exclusivity(unchecked) var timerJobs: [UnownedJob] = []
-    /// Spawn requests in this worker's batch (`LocalQueue.spawns`), not created yet: raised by
-    /// whoever fills the batch, lowered by whoever takes from it, both under `local`'s lock; read
-    /// without it by the idle protocol (`hasWork`) and as the owner's hint.
-    let batchedSpawns = Atomic<Int>(0)
     /// Whether this worker's batch holds its manager reference (set when the owner fills it,
     /// cleared by the owner only, with its last body or once thieves emptied it). Worker thread
     /// only.
@@ -67,16 +63,27 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// Enqueues left before `throttleProducer` may wait again after a wait in which the
     /// backlog did not shrink. Worker thread only.
     @exclusivity(unchecked) var throttleCooldown = 0
-    /// Jobs this worker ran, stored after each (relaxed): read by metrics, and by thieves: the
-    /// same value, with a job in this worker's LIFO slot, for `lifoStealNanos` means the current
-    /// job is a long one.
-    let jobsRun = Atomic<Int>(0)
     /// What this worker, as a thief, last saw of each victim's LIFO slot: the victim's `jobsRun`
     /// then (or -1) and when. Worker thread only.
     @exclusivity(unchecked) var lifoWatch: [(sequence: Int, since: Int64)] = []
     /// `taskShared` tasks that finished on this worker (written by it only; see
     /// `countSharedFinished`).
     let sharedFinished = Atomic<Int>(0)
+    // The fields above are the worker's own; the two below are read by other threads all the
+    // time, each on a cache line of its own. On one line with the rest, a spinning worker's
+    // `hasWork` (which sums every `batchedSpawns`) pulled the busy worker's line away between its
+    // writes: its `sharedFinished` add, after each due callback, was 70% of `startNextDue`.
+    private let padding0 = CacheLinePadding()
+    /// Spawn requests in this worker's batch (`LocalQueue.spawns`), not created yet: raised by
+    /// whoever fills the batch, lowered by whoever takes from it, both under `local`'s lock; read
+    /// without it by the idle protocol (`hasWork`) and as the owner's hint.
+    let batchedSpawns = Atomic<Int>(0)
+    private let padding1 = CacheLinePadding()
+    /// Jobs this worker ran, stored after each (relaxed): read by metrics, and by thieves: the
+    /// same value, with a job in this worker's LIFO slot, for `lifoStealNanos` means the current
+    /// job is a long one.
+    let jobsRun = Atomic<Int>(0)
+    private let padding2 = CacheLinePadding()
     var thread: OSThread?  // written before the thread starts, read by join only
 
     init(index: Int) {
