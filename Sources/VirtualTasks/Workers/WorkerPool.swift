@@ -70,9 +70,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     /// `countSharedFinished`).
     let sharedFinished = Atomic<Int>(0)
     // The fields above are the worker's own; the two below are read by other threads all the
-    // time, each on a cache line of its own. On one line with the rest, a spinning worker's
-    // `hasWork` (which sums every `batchedSpawns`) pulled the busy worker's line away between its
-    // writes: its `sharedFinished` add, after each due callback, was 70% of `startNextDue`.
+    // time (a spinning worker's `hasWork` sums every `batchedSpawns`; thieves read `jobsRun`),
+    // each on a cache line of its own, so that those reads do not pull the busy worker's own
+    // fields away between its writes.
     private let padding0 = CacheLinePadding()
     /// Spawn requests in this worker's batch (`LocalQueue.spawns`), not created yet: raised by
     /// whoever fills the batch, lowered by whoever takes from it, both under `local`'s lock; read
