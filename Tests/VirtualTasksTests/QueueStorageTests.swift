@@ -137,4 +137,101 @@ struct QueueStorageTests {
     #expect(drained.priority == initial)
     return true
   }
+
+  // MARK: The blocking pool's two-lock queue
+
+  @Test func workQueue_staysFIFO_acrossSegments_andDropsThemAsItDrains() {
+    let queue = WorkQueue()
+    let order = Locked([Int]())
+    let n = WorkQueue.segmentSize * 40 + 7
+    for i in 0..<n { #expect(queue.push { order.withLock { $0.append(i) } }) }
+    #expect(queue.count == n)
+    #expect(queue.segmentsHeld == 41)
+    var popped = 0
+    while let work = queue.pop() {
+      work()
+      popped += 1
+      if popped == WorkQueue.segmentSize * 20 { #expect(queue.segmentsHeld == 21) }
+    }
+    #expect(popped == n)
+    #expect(queue.count == 0)
+    #expect(queue.segmentsHeld == 1)
+    #expect(order.withLock { $0 } == Array(0..<n))
+  }
+
+  @Test func workQueue_afterClose_pushFailsAndReleasesTheClosure_queuedOnesStillPop() {
+    let queue = WorkQueue()
+    let released = Counter()
+    let ran = Counter()
+    do {
+      let probe = ReleaseProbe(released)
+      #expect(queue.push { withExtendedLifetime(probe) { ran.add() } })
+    }
+    #expect(!queue.isClosed)
+    queue.close()
+    queue.close()  // idempotent
+    #expect(queue.isClosed)
+    do {
+      let probe = ReleaseProbe(released)
+      #expect(!queue.push { withExtendedLifetime(probe) { ran.add() } })
+    }
+    #expect(released.count == 1, "the refused closure is released at once")
+    queue.pop()?()
+    #expect(ran.count == 1)
+    #expect(queue.pop() == nil)
+    #expect(released.count == 2)
+  }
+
+  @Test func workQueue_releasesWhatIsStillQueued_whenDropped() {
+    let released = Counter()
+    do {
+      let queue = WorkQueue()
+      for _ in 0..<(WorkQueue.segmentSize * 3) {
+        let probe = ReleaseProbe(released)
+        _ = queue.push { withExtendedLifetime(probe) {} }
+      }
+      #expect(released.count == 0)
+    }
+    #expect(released.count == WorkQueue.segmentSize * 3)
+  }
+
+  /// A ledger across segment boundaries with both ends contended: 4 producers and 3 consumers,
+  /// each closure popped and run exactly once (FIFO order is checked single-threaded above).
+  @Test func workQueue_fourProducersThreeConsumers_eachClosureRunsExactlyOnce() async {
+    let queue = WorkQueue()
+    let perProducer = 20_000
+    let producers = 4
+    let runs = Locked([Int](repeating: 0, count: producers * perProducer))
+    let produced = Countdown(producers)
+    let consumed = Countdown(3)
+    let producing = Atomic<Int>(producers)
+    for p in 0..<producers {
+      Thread.detachNewThread {
+        for i in 0..<perProducer {
+          #expect(queue.push { runs.withLock { $0[p * perProducer + i] += 1 } })
+        }
+        producing.subtract(1, ordering: .releasing)
+        produced.tick()
+      }
+    }
+    for _ in 0..<3 {
+      Thread.detachNewThread {
+        while true {
+          if let work = queue.pop() {
+            work()
+          } else if producing.load(ordering: .acquiring) == 0 && queue.count == 0 {
+            break
+          } else {
+            sched_yield()
+          }
+        }
+        consumed.tick()
+      }
+    }
+    await produced.wait()
+    await consumed.wait()
+    #expect(runs.withLock { $0.allSatisfy { $0 == 1 } })
+    #expect(queue.count == 0)
+    #expect(queue.segmentsHeld == 1)
+  }
 }

@@ -7,66 +7,81 @@
 /// released unrun. Shutdown closes the queue to new work, lets the threads run everything already
 /// accepted, and joins every thread, including those that retired earlier.
 ///
+/// Queue: a `WorkQueue` (two locks, one for submitters and one for pool threads), so a submit
+/// that needs no thread woken or created never takes `lock`, and never waits for a pool thread.
+///
 /// Hand-off: an idle thread parks on its own futex (CShims `vt_park`) and waits in a LIFO stack.
 /// A submit that finds one pops it, puts the closure in its slot, and wakes it after releasing the
 /// lock, so the woken thread starts the closure without touching the lock (a condition variable
 /// signalled under the lock made the woken thread block on that lock first: a round trip took
 /// about 27 us). LIFO: the most recently idle thread, whose stack is warm, is reused; the others
-/// age out after the keep-alive.
+/// age out after the keep-alive. A new thread is likewise handed the submit that created it.
+///
+/// The idle hand-shake (no work left queued while a thread parks): a thread that is about to
+/// park publishes itself in `idleCount` (sequentially consistent store) and then reads the
+/// queue's count; a submit on the fast path pushes (sequentially consistent store of the count)
+/// and then reads `idleCount`. At least one of the two sees the other: the thread finds the work,
+/// or the submit wakes an idle thread, which then pops from the queue. The fast path is taken
+/// only when it needs no new thread: no thread is idle, and either a spinning thread is free to
+/// take the work or the pool is at its cap (then a busy thread gets to it). A thread leaves the
+/// pool only from the idle stack (keep-alive) or after `close()`, both under `lock`.
 ///
 /// Locking rule: every field below `lock` is read and written only with `lock` held, and so are
-/// an `IdleThread`'s `handed` and `waiting`. Those fields are `@exclusivity(unchecked)`: the lock
+/// a `PoolThread`'s `handed` and `waiting`. Those fields are `@exclusivity(unchecked)`: the lock
 /// already makes every access exclusive, and Swift's dynamic checks cost the submitting thread
-/// about 15% of W1.
+/// about 15% of W1. The atomics are readable anywhere; each says who stores it.
 /// Threads: `submit` from any thread; `shutdownAndJoin` from one owner thread that is not a
 /// thread of this pool.
 import CShims
 import Logging
 import Synchronization
 
-final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded by `lock`
+final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`, or atomic (see above)
   typealias Work = @Sendable () -> Void
 
+  private let queue = WorkQueue()
+  /// Threads whose spin found no work yet: work queued while they spin needs no wake-up, and a
+  /// submit counts them as available (no new thread for it). Each thread adds and removes itself.
+  private let spinning = Atomic<Int>(0)
+  /// `idleStack.count`, stored under `lock`: the idle hand-shake's other side.
+  private let idleCount = Atomic<Int>(0)
+  /// `threads`, stored under `lock` (by a retiring thread before its `idleCount` store).
+  private let threadsHint = Atomic<Int>(0)
+
   private let lock = ConditionLock()
-  /// Closures wrapped in `Item`: a closure stored directly in a generic container is kept at
-  /// maximal abstraction, which boxes it (a malloc per submit and another per read-back).
-  private struct Item {
-    var work: Work?
-  }
-  /// One pool thread while it is idle: its parker and the slot a submitter hands work into.
-  private final class IdleThread: @unchecked Sendable {  // `handed`, `waiting` under the pool's `lock`; `parker` via vt_park/vt_unpark (atomic)
+  /// One pool thread: its parker, the slot a submitter hands work into, and its count of closures
+  /// run (stored only by the thread itself: no locked add shared by all threads per closure).
+  private final class PoolThread: @unchecked Sendable {  // `handed`, `waiting` under the pool's `lock`; `parker` via vt_park/vt_unpark (atomic); `ran` atomic
     let parker: UnsafeMutablePointer<vt_parker>
     /// Work handed over by a submit (which also took this thread out of `idleStack`).
     @exclusivity(unchecked) var handed: Work?
     /// In `idleStack`, waiting for work.
     @exclusivity(unchecked) var waiting = false
+    let ran = Atomic<Int>(0)
 
     init() {
       parker = .allocate(capacity: 1)
       vt_parker_init(parker)
     }
     deinit { parker.deallocate() }
+
+    @inline(__always) func countRun() {
+      ran.store(ran.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
   }
 
-  @exclusivity(unchecked) private var queue: [Item] = []
-  @exclusivity(unchecked) private var queueHead = 0
   @exclusivity(unchecked) private var threads = 0
   /// Parked idle threads, the most recently idle last.
-  @exclusivity(unchecked) private var idleStack: [IdleThread] = []
-  /// Threads that found the queue empty and spin briefly before parking: work queued while they
-  /// spin needs no wake-up, and a submit counts them as available (no new thread for it).
-  @exclusivity(unchecked) private var spinning = 0
-  /// `queue.count - queueHead`, written under `lock`, read by spinning threads without it.
-  private let queuedHint = Atomic<Int>(0)
-  @exclusivity(unchecked) private var closed = false
+  @exclusivity(unchecked) private var idleStack: [PoolThread] = []
   @exclusivity(unchecked) private var nextThreadNumber = 0
   @exclusivity(unchecked) private var live: [Int: OSThread] = [:]
+  /// Threads that have not yet left, by number: `snapshot` sums their `ran`.
+  @exclusivity(unchecked) private var running: [Int: PoolThread] = [:]
   /// Threads that retired (keep-alive) and still need joining.
   @exclusivity(unchecked) private var exited: [OSThread] = []
-  @exclusivity(unchecked) private var completed = 0
+  /// Closures run by threads no longer in `running`.
+  @exclusivity(unchecked) private var completedByGone = 0
   @exclusivity(unchecked) private var spawnFailures = 0
-  /// Submits waiting for a thread number to be registered in `live` (a thread that starts before
-  /// its spawner registered it must not miss its own entry).
   private let maxThreads: Int
   private let keepAliveNanos: Int64
   private let namePrefix: String
@@ -106,10 +121,12 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
 
   func snapshot() -> Snapshot {
     lock.withLock {
-      Snapshot(
-        threads: threads, busy: threads - idleStack.count - spinning,
-        idle: idleStack.count + spinning,
-        queued: queue.count - queueHead, completed: completed, spawnFailures: spawnFailures)
+      let idle = min(threads, idleStack.count + spinning.load(ordering: .relaxed))
+      var completed = completedByGone
+      for thread in running.values { completed += thread.ran.load(ordering: .relaxed) }
+      return Snapshot(
+        threads: threads, busy: threads - idle, idle: idle, queued: queue.count,
+        completed: completed, spawnFailures: spawnFailures)
     }
   }
 
@@ -119,108 +136,183 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
   /// `.spawnFailed` even when other threads live (guest threads use it: a spawn that waited for a
   /// thread could deadlock threads that wait for each other).
   func submit(_ work: @escaping Work, startNow: Bool = false) throws(WasiThreadError) {
+    if !startNow && idleCount.load(ordering: .acquiring) == 0
+      && (threadsHint.load(ordering: .relaxed) >= maxThreads
+        || spinning.load(ordering: .relaxed) > queue.count)
+    {
+      // Fast path: no thread to wake or create (see the idle hand-shake above).
+      guard queue.push(work) else {
+        write(.rejected)
+        throw .shutDown
+      }
+      // Two submits may both have counted the same spinning thread: the one that sees more
+      // queued than spinning makes sure of a thread for the surplus, as `submitSlow` would have.
+      if idleCount.load(ordering: .sequentiallyConsistent) > 0
+        || (threadsHint.load(ordering: .relaxed) < maxThreads
+          && queue.count > spinning.load(ordering: .relaxed))
+      {
+        provideThread()
+      }
+      return
+    }
+    try submitSlow(work, startNow: startNow)
+  }
+
+  /// For work already queued: wakes an idle thread, or starts one below the cap, when more is
+  /// queued than spinning threads will take.
+  private func provideThread() {
+    var toJoin: [OSThread] = []
+    defer { for t in toJoin { t.join() } }
+    var event: LogEvent?
+    defer { if let event { write(event) } }
+    var wake: PoolThread?
+    defer { if let wake { vt_unpark(wake.parker) } }
+    lock.lock()
+    defer { lock.unlock() }
+    provideThreadLocked(wake: &wake, event: &event, toJoin: &toJoin)
+  }
+
+  /// Lock held. See `provideThread`.
+  private func provideThreadLocked(
+    wake: inout PoolThread?, event: inout LogEvent?, toJoin: inout [OSThread]
+  ) {
+    if queue.isClosed || queue.count <= spinning.load(ordering: .relaxed) { return }
+    if let thread = idleStack.popLast() {
+      idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
+      thread.waiting = false  // woken with nothing handed: it pops from the queue
+      wake = thread
+      return
+    }
+    if threads >= maxThreads { return }
+    if case .failure(let error) = spawnLocked(first: nil, toJoin: &toJoin) {
+      // The work stays queued: this path runs only when a thread was there to count (spinning
+      // or busy), and none leaves while work is queued.
+      event = .spawnFailed(
+        thread: "\(namePrefix)-b\(nextThreadNumber - 1)", errno: error.code, threads: threads,
+        queued: queue.count, thrown: false)
+    }
+  }
+
+  /// Lock held. Starts a thread (counted in `threads` from now) that runs `first`, if any, then
+  /// goes to the queue. `first` is handed over in the thread's slot, not captured by the
+  /// thread's body: that lives as long as the thread does.
+  private func spawnLocked(first: Work?, toJoin: inout [OSThread]) -> Result<Void, SpawnErrno> {
+    swap(&toJoin, &exited)
+    let number = nextThreadNumber
+    nextThreadNumber += 1
+    threads += 1
+    threadsHint.store(threads, ordering: .relaxed)
+    let state = PoolThread()
+    state.handed = first
+    let result = OSThread.spawn(name: "\(namePrefix)-b\(number)") { [self] in
+      self.run(number, state)
+    }
+    switch result {
+    case .success(let thread):
+      live[number] = thread
+      running[number] = state
+      return .success(())
+    case .failure(let error):
+      state.handed = nil  // not the last reference: the caller still holds `first`
+      threads -= 1
+      threadsHint.store(threads, ordering: .relaxed)
+      spawnFailures += 1
+      return .failure(error)
+    }
+  }
+
+  private func submitSlow(_ work: @escaping Work, startNow: Bool) throws(WasiThreadError) {
     var toJoin: [OSThread] = []
     defer { for t in toJoin { t.join() } }
     var event: LogEvent?
     defer { if let event { write(event) } }  // runs after the unlock below
-    // A closure taken back is released only after the unlock: it may hold the manager's last
-    // reference, whose deinit takes this pool's lock (close()).
-    var takenBack: Item?
-    defer { withExtendedLifetime(takenBack) {} }
     // An idle thread given the work, woken once the lock is released (the defers run in reverse
     // order: the unlock below first, then this).
-    var wake: IdleThread?
+    var wake: PoolThread?
     defer { if let wake { vt_unpark(wake.parker) } }
     lock.lock()
     defer { lock.unlock() }
-    if closed {
+    // `close()` closes the queue under `lock`, so this answer holds until the unlock.
+    if queue.isClosed {
       event = .rejected
       throw .shutDown
     }
-    if queue.count - queueHead < spinning {
-      // A spinning thread takes it without a wake-up.
-      enqueue(work)
+    if queue.count < spinning.load(ordering: .relaxed) {
+      // A spinning thread takes it without a wake-up (or, should a submit on the fast path
+      // have counted the same one, `provideThreadLocked` finds another).
+      _ = queue.push(work)
+      provideThreadLocked(wake: &wake, event: &event, toJoin: &toJoin)
       return
     }
     if let thread = idleStack.popLast() {
+      idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
       thread.waiting = false
       thread.handed = work
       wake = thread
       return
     }
-    if startNow && threads >= maxThreads { throw .resourceExhausted }
-    enqueue(work)
-    if threads >= maxThreads { return }  // waits FIFO for a thread to free up
-    swap(&toJoin, &exited)
-    let number = nextThreadNumber
-    nextThreadNumber += 1
-    threads += 1  // the new thread starts busy: it goes straight to the queue
-    let result = OSThread.spawn(name: "\(namePrefix)-b\(number)") { [self] in self.run(number) }
-    switch result {
-    case .success(let thread):
-      live[number] = thread
-    case .failure(let error):
-      threads -= 1
-      spawnFailures += 1
+    if threads >= maxThreads {
+      if startNow { throw .resourceExhausted }
+      _ = queue.push(work)  // waits FIFO for a thread to free up
+      return
+    }
+    // The new thread starts with this work.
+    if case .failure(let error) = spawnLocked(first: work, toJoin: &toJoin) {
       let thrown = threads == 0 || startNow
       event = .spawnFailed(
-        thread: "\(namePrefix)-b\(number)", errno: error.code, threads: threads,
-        queued: queue.count - queueHead - (thrown ? 1 : 0), thrown: thrown)
-      if thrown {
-        // Nobody can run it: take it back (it is the last one queued) and say why.
-        takenBack = queue.removeLast()
-        compactIfDrained()
-        throw .spawnFailed(errno: error.code)
-      }
-      // A live thread will get to it.
-    }
-  }
-
-  /// Lock held.
-  private func enqueue(_ work: @escaping Work) {
-    queue.append(Item(work: work))
-    queuedHint.store(queue.count - queueHead, ordering: .relaxed)
-  }
-
-  private func compactIfDrained() {
-    if queueHead == queue.count {
-      queue.removeAll(keepingCapacity: queue.count < 4096)
-      queueHead = 0
-    } else if queueHead > 1024 && queueHead * 2 > queue.count {
-      queue.removeFirst(queueHead)
-      queueHead = 0
+        thread: "\(namePrefix)-b\(nextThreadNumber - 1)", errno: error.code, threads: threads,
+        queued: queue.count + (thrown ? 0 : 1), thrown: thrown)
+      // Nobody can run it: say why (the caller still holds the closure and releases it).
+      if thrown { throw .spawnFailed(errno: error.code) }
+      // A live thread will get to it: none is idle (checked above, and none can become idle
+      // without `lock`), so each is busy or spinning and comes back to the queue.
+      _ = queue.push(work)
     }
   }
 
   /// The loop of one pool thread (lock not held on entry).
-  private func run(_ number: Int) {
+  private func run(_ number: Int, _ me: PoolThread) {
     vt_set_thread_owner(Unmanaged.passUnretained(self).toOpaque(), number)
-    let me = IdleThread()
-    lock.lock()
-    while true {
-      if queueHead < queue.count {
-        var work = queue[queueHead].work.take()
-        queueHead += 1
-        compactIfDrained()
-        queuedHint.store(queue.count - queueHead, ordering: .relaxed)
-        lock.unlock()
-        runAndRelease(work.take()!)  // no local keeps the closure alive past it
-        lock.lock()
-        completed += 1
+    var first = lock.withLock { me.handed.take() }
+    if first != nil {
+      runAndRelease(first.take()!)  // no local keeps the closure alive past it
+      me.countRun()
+    }
+    outer: while true {
+      if let work = queue.pop() {
+        runAndRelease(work)
+        me.countRun()
         continue
       }
-      if closed { break }
+      if queue.isClosed {
+        // Everything pushed before the close is visible now: one more look, then leave.
+        if let work = queue.pop() {
+          runAndRelease(work)
+          me.countRun()
+          continue
+        }
+        break
+      }
       // Stay available for a while (`Spin`): work submitted meanwhile costs no wake-up.
-      spinning += 1
-      lock.unlock()
-      _ = Spin.until { queuedHint.load(ordering: .relaxed) > 0 }
+      spinning.add(1, ordering: .relaxed)
+      if Spin.until({ queue.count > 0 || queue.isClosed }) {
+        spinning.subtract(1, ordering: .relaxed)
+        continue
+      }
+      // Idle: park until a submit hands us work or wakes us, shutdown, or the keep-alive passes.
+      // Counted as spinning until it is in the stack, so a submit under `lock` always sees this
+      // thread as available one way or the other (and starts no new thread for its work).
       lock.lock()
-      spinning -= 1
-      if queueHead < queue.count || closed { continue }
-      // Idle: park until a submit hands us work, shutdown, or the keep-alive passes.
       me.waiting = true
       idleStack.append(me)
-      var retire = false
+      idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
+      spinning.subtract(1, ordering: .relaxed)
+      if queue.count > 0 || queue.isClosed {
+        // Work came in (the hand-shake above): stay out of the stack.
+        leaveIdleStack(me)
+        lock.unlock()
+        continue
+      }
       while true {
         lock.unlock()
         let notified = vt_park(me.parker, keepAliveNanos) == 1
@@ -228,33 +320,50 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
         if me.handed != nil {
           var work = me.handed.take()
           lock.unlock()
-          runAndRelease(work.take()!)
-          lock.lock()
-          completed += 1
-          break
+          runAndRelease(work.take()!)  // no local keeps the closure alive past it
+          me.countRun()
+          continue outer
         }
-        if !me.waiting { break }  // taken out by close()
+        if !me.waiting {
+          // Taken out of the stack by a submit (work is queued) or by close().
+          lock.unlock()
+          continue outer
+        }
         if !notified {
           // Keep-alive passed with no work: leave the stack and retire.
-          if let at = idleStack.lastIndex(where: { $0 === me }) { idleStack.remove(at: at) }
-          me.waiting = false
-          retire = true
-          break
+          retire(number, me, fromIdleStack: true)
+          lock.unlock()
+          vt_set_thread_owner(nil, -1)
+          return
         }
         // A wake-up left over from an earlier hand-off: park again.
       }
-      if retire {
-        threads -= 1
-        // Hand our handle to whoever joins next.
-        if let handle = live.removeValue(forKey: number) { exited.append(handle) }
-        lock.unlock()
-        vt_set_thread_owner(nil, -1)
-        return
-      }
     }
-    threads -= 1
+    lock.lock()
+    retire(number, me, fromIdleStack: false)
     lock.unlock()
     vt_set_thread_owner(nil, -1)
+  }
+
+  /// Lock held.
+  private func leaveIdleStack(_ me: PoolThread) {
+    if let at = idleStack.lastIndex(where: { $0 === me }) { idleStack.remove(at: at) }
+    me.waiting = false
+    idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
+  }
+
+  /// Lock held. Takes the thread out of the counts. A thread retiring on keep-alive leaves the
+  /// idle stack and hands its handle to whoever joins next (shutdown joins the `live` ones).
+  /// `threadsHint` is stored before `idleCount`: a submit that reads the new `idleCount` (acquire)
+  /// then reads the new thread count, and so never takes the at-the-cap fast path for a pool
+  /// that has just dropped below its cap (its work could then wait behind busy threads forever).
+  private func retire(_ number: Int, _ me: PoolThread, fromIdleStack: Bool) {
+    threads -= 1
+    threadsHint.store(threads, ordering: .releasing)
+    if fromIdleStack { leaveIdleStack(me) }
+    completedByGone += me.ran.load(ordering: .relaxed)
+    running[number] = nil
+    if fromIdleStack, let handle = live.removeValue(forKey: number) { exited.append(handle) }
   }
 
   /// Runs `work` (lock not held) and releases it before the caller re-takes the lock: it may
@@ -272,10 +381,13 @@ final class BlockingPool: @unchecked Sendable {  // all mutable state is guarded
 
   /// Stops accepting new work (threads keep running what is queued).
   func close() {
-    let woken: [IdleThread] = lock.withLock {
-      closed = true
+    let woken: [PoolThread] = lock.withLock {
+      queue.close()
       for thread in idleStack { thread.waiting = false }
-      defer { idleStack.removeAll() }
+      defer {
+        idleStack.removeAll()
+        idleCount.store(0, ordering: .sequentiallyConsistent)
+      }
       return idleStack
     }
     for thread in woken { vt_unpark(thread.parker) }
