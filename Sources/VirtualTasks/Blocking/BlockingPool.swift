@@ -42,6 +42,12 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
   private let queue = WorkQueue()
   /// Threads whose spin found no work yet: work queued while they spin needs no wake-up, and a
   /// submit counts them as available (no new thread for it). Each thread adds and removes itself.
+  /// A thread whose spin found work pops it before it stops counting itself, and `unclaimed`
+  /// reads `spinning` before the queue's count, so work a spinning thread is taking is never seen
+  /// as unclaimed (the other order started a second thread for a sequential round trip). The
+  /// price: a submit's re-check can count a thread that has just popped other work; that thread
+  /// re-checks after it stops counting itself (see `run`), so one of the two sees the surplus
+  /// (the stop and the submit's push are sequentially consistent stores, each before the load).
   private let spinning = Atomic<Int>(0)
   /// `idleStack.count`, stored under `lock`: the idle hand-shake's other side.
   private let idleCount = Atomic<Int>(0)
@@ -137,8 +143,7 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
   /// thread could deadlock threads that wait for each other).
   func submit(_ work: @escaping Work, startNow: Bool = false) throws(WasiThreadError) {
     if !startNow && idleCount.load(ordering: .acquiring) == 0
-      && (threadsHint.load(ordering: .relaxed) >= maxThreads
-        || spinning.load(ordering: .relaxed) > queue.count)
+      && (threadsHint.load(ordering: .relaxed) >= maxThreads || unclaimed < 0)
     {
       // Fast path: no thread to wake or create (see the idle hand-shake above).
       guard queue.push(work) else {
@@ -146,16 +151,22 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
         throw .shutDown
       }
       // Two submits may both have counted the same spinning thread: the one that sees more
-      // queued than spinning makes sure of a thread for the surplus, as `submitSlow` would have.
+      // queued than spinning makes sure of a thread for the surplus, as `submitSlow` would have
+      // (or the spinning thread does, after it took one: see `spinning`).
       if idleCount.load(ordering: .sequentiallyConsistent) > 0
-        || (threadsHint.load(ordering: .relaxed) < maxThreads
-          && queue.count > spinning.load(ordering: .relaxed))
+        || (threadsHint.load(ordering: .relaxed) < maxThreads && unclaimed > 0)
       {
         provideThread()
       }
       return
     }
     try submitSlow(work, startNow: startNow)
+  }
+
+  /// Queued closures minus spinning threads (see `spinning` for the order of the two loads).
+  private var unclaimed: Int {
+    let free = spinning.load(ordering: .sequentiallyConsistent)
+    return queue.count - free
   }
 
   /// For work already queued: wakes an idle thread, or starts one below the cap, when more is
@@ -176,7 +187,7 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
   private func provideThreadLocked(
     wake: inout PoolThread?, event: inout LogEvent?, toJoin: inout [OSThread]
   ) {
-    if queue.isClosed || queue.count <= spinning.load(ordering: .relaxed) { return }
+    if queue.isClosed || unclaimed <= 0 { return }
     if let thread = idleStack.popLast() {
       idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
       thread.waiting = false  // woken with nothing handed: it pops from the queue
@@ -237,7 +248,7 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
       event = .rejected
       throw .shutDown
     }
-    if queue.count < spinning.load(ordering: .relaxed) {
+    if unclaimed < 0 {
       // A spinning thread takes it without a wake-up (or, should a submit on the fast path
       // have counted the same one, `provideThreadLocked` finds another).
       _ = queue.push(work)
@@ -295,22 +306,40 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
       }
       // Stay available for a while (`Spin`): work submitted meanwhile costs no wake-up.
       spinning.add(1, ordering: .relaxed)
-      if Spin.until({ queue.count > 0 || queue.isClosed }) {
-        spinning.subtract(1, ordering: .relaxed)
-        continue
+      var found = Spin.until({ queue.count > 0 || queue.isClosed })
+      if !found {
+        // Idle: park until a submit hands us work or wakes us, shutdown, or the keep-alive passes.
+        // Counted as spinning until it is in the stack, so a submit under `lock` always sees this
+        // thread as available one way or the other (and starts no new thread for its work).
+        lock.lock()
+        me.waiting = true
+        idleStack.append(me)
+        idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
+        if queue.count > 0 || queue.isClosed {
+          // Work came in (the hand-shake above): stay out of the stack and take it as a spinning
+          // thread would (a submit's `provideThread` must not count it as unclaimed meanwhile).
+          leaveIdleStack(me)
+          lock.unlock()
+          found = true
+        } else {
+          spinning.subtract(1, ordering: .relaxed)
+        }
       }
-      // Idle: park until a submit hands us work or wakes us, shutdown, or the keep-alive passes.
-      // Counted as spinning until it is in the stack, so a submit under `lock` always sees this
-      // thread as available one way or the other (and starts no new thread for its work).
-      lock.lock()
-      me.waiting = true
-      idleStack.append(me)
-      idleCount.store(idleStack.count, ordering: .sequentiallyConsistent)
-      spinning.subtract(1, ordering: .relaxed)
-      if queue.count > 0 || queue.isClosed {
-        // Work came in (the hand-shake above): stay out of the stack.
-        leaveIdleStack(me)
-        lock.unlock()
+      if found {
+        // Take it while still counted (see `spinning`); another thread may have taken it first.
+        let work = queue.pop()
+        spinning.subtract(1, ordering: .sequentiallyConsistent)
+        // A submit may have counted this thread for work it did not take: provide for that.
+        if unclaimed > 0
+          && (idleCount.load(ordering: .sequentiallyConsistent) > 0
+            || threadsHint.load(ordering: .relaxed) < maxThreads)
+        {
+          provideThread()
+        }
+        if let work {
+          runAndRelease(work)
+          me.countRun()
+        }
         continue
       }
       while true {
