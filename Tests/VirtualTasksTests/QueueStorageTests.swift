@@ -159,6 +159,25 @@ struct QueueStorageTests {
     #expect(order.withLock { $0 } == Array(0..<n))
   }
 
+  /// A steady stream (never more than a segment queued) reuses one spare segment instead of a
+  /// malloc per `segmentSize` closures; a burst still allocates what it holds.
+  @Test func workQueue_steadyStream_reusesTheSpareSegment() {
+    let queue = WorkQueue()
+    let ran = Counter()
+    for _ in 0..<(WorkQueue.segmentSize * 10) {
+      #expect(queue.push { ran.add() })
+      queue.pop()?()
+    }
+    #expect(ran.count == WorkQueue.segmentSize * 10)
+    #expect(queue.segmentsAllocated == 2)
+    #expect(queue.segmentsHeld == 1)
+    for _ in 0..<(WorkQueue.segmentSize * 3) { #expect(queue.push { ran.add() }) }
+    #expect(queue.segmentsHeld == 4)
+    #expect(queue.segmentsAllocated == 4, "three links: the spare, then two new")
+    while let work = queue.pop() { work() }
+    #expect(ran.count == WorkQueue.segmentSize * 13)
+  }
+
   @Test func workQueue_afterClose_pushFailsAndReleasesTheClosure_queuedOnesStillPop() {
     let queue = WorkQueue()
     let released = Counter()
