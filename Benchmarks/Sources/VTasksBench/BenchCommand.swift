@@ -10,17 +10,20 @@ struct Options {
   var quick = false
   var runs = 3
   var only: Set<String> = []
+  var peers: Set<Peer> = []
   var outDirectory: String?
   var name: String?
   var write = true
   var note: String?
 
   static let usage = """
-    usage: vtasks-bench [--quick] [--runs N] [--only W1,WA1,...] [--out DIR] [--name NAME] [--no-write]
-                        [--note TEXT]
+    usage: vtasks-bench [--quick] [--runs N] [--only W1,WA1,...] [--peers vtasks,nio,...] [--out DIR]
+                        [--name NAME] [--no-write] [--note TEXT]
       --quick      reduced sizes (results/quick.*)
       --runs N     runs per cell (default 3); the median is reported with min..max
       --only IDS   run only these workloads
+      --peers IDS  run only these columns (vtasks, nio, dispatch, swift, wasmkit, c-timerfd, inline,
+                   bare-continuations); the others print as —
       --out DIR    where to write NAME.md and NAME.json (default Benchmarks/results, or results
                    when run from inside Benchmarks/)
       --name NAME  file name stem (default latest, or quick with --quick)
@@ -42,6 +45,11 @@ struct Options {
         guard let n = Int(value(a)), n >= 1 else { fail("--runs needs a positive number") }
         o.runs = n
       case "--only": o.only = Set(value(a).uppercased().split(separator: ",").map(String.init))
+      case "--peers":
+        for name in value(a).lowercased().split(separator: ",") {
+          guard let peer = Peer(rawValue: String(name)) else { fail("--peers: no peer named \(name)") }
+          o.peers.insert(peer)
+        }
       case "--out": o.outDirectory = value(a)
       case "--name": o.name = value(a)
       case "--no-write": o.write = false
@@ -84,7 +92,8 @@ enum BenchCommand {
         + "\(options.quick ? ", quick sizes" : "")\n")
     let manager = peers.manager
     Diagnostics.describe = { "vtasks metrics: \(manager.metrics())" }
-    let harness = Harness(peers: peers, sizes: sizes, runs: options.runs, workloads: workloads)
+    let harness = Harness(
+      peers: peers, sizes: sizes, runs: options.runs, workloads: workloads, only: options.peers)
     let results = harness.run()
     machine.loadAverageEnd = Machine.loadAverage()
     machine.compilersSeen = max(machine.compilersSeen, harness.maxCompilersSeen)

@@ -26,7 +26,11 @@ final class Harness {
   /// The most compiler processes seen running next to us at any cell start (machine load).
   private(set) var maxCompilersSeen = 0
 
-  init(peers: PeerSet, sizes: Sizes, runs: Int, workloads: [Workload]) {
+  /// The columns to run (all when empty: `--peers`).
+  let only: Set<Peer>
+
+  init(peers: PeerSet, sizes: Sizes, runs: Int, workloads: [Workload], only: Set<Peer> = []) {
+    self.only = only
     self.peers = peers
     self.sizes = sizes
     self.runs = runs
@@ -35,18 +39,18 @@ final class Harness {
 
   func run() -> [RowResult] {
     var rows: [RowResult] = []
-    let totalCells = workloads.reduce(0) { $0 + $1.peers.count * runs }
+    let totalCells = workloads.reduce(0) { $0 + columns($1).count * runs }
     var cell = 0
     for workload in workloads {
       var results: [String: [Peer: [Double]]] = [:]
       if workload.warmup {
-        for peer in workload.peers {
+        for peer in columns(workload) {
           note(cell, totalCells, "\(workload.id) \(workload.name) · \(peer.title) · warm-up")
           _ = workload.run(peer, peers, sizes, 20)
         }
       }
       for round in 1...runs {
-        for peer in workload.peers {
+        for peer in columns(workload) {
           cell += 1
           note(cell, totalCells, "\(workload.id) \(workload.name) · \(peer.title) · run \(round)/\(runs)")
           let measured = workload.run(peer, peers, sizes, 1)
@@ -60,6 +64,10 @@ final class Harness {
     }
     progressNote("done: \(totalCells) cells in \((nowNanos() - startedAt) / 1_000_000_000) s\n")
     return rows
+  }
+
+  private func columns(_ workload: Workload) -> [Peer] {
+    only.isEmpty ? workload.peers : workload.peers.filter(only.contains)
   }
 
   private func note(_ cell: Int, _ total: Int, _ text: String) {
