@@ -23,7 +23,7 @@ struct Options {
       --runs N     runs per cell (default 3); the median is reported with min..max
       --only IDS   run only these workloads
       --peers IDS  run only these columns (vtasks, nio, dispatch, swift, wasmkit, c-timerfd, inline,
-                   bare-continuations); the others print as —
+                   bare-continuations); the table leaves the others out
       --out DIR    where to write NAME.md and NAME.json (default Benchmarks/results, or results
                    when run from inside Benchmarks/)
       --name NAME  file name stem (default latest, or quick with --quick)
@@ -93,7 +93,7 @@ enum BenchCommand {
     let manager = peers.manager
     Diagnostics.describe = { "vtasks metrics: \(manager.metrics())" }
     let harness = Harness(
-      peers: peers, sizes: sizes, runs: options.runs, workloads: workloads, only: options.peers)
+      peers: peers, sizes: sizes, runs: options.runs, workloads: workloads, onlyPeers: options.peers)
     let results = harness.run()
     machine.loadAverageEnd = Machine.loadAverage()
     machine.compilersSeen = max(machine.compilersSeen, harness.maxCompilersSeen)

@@ -27,10 +27,10 @@ final class Harness {
   private(set) var maxCompilersSeen = 0
 
   /// The columns to run (all when empty: `--peers`).
-  let only: Set<Peer>
+  let onlyPeers: Set<Peer>
 
-  init(peers: PeerSet, sizes: Sizes, runs: Int, workloads: [Workload], only: Set<Peer> = []) {
-    self.only = only
+  init(peers: PeerSet, sizes: Sizes, runs: Int, workloads: [Workload], onlyPeers: Set<Peer> = []) {
+    self.onlyPeers = onlyPeers
     self.peers = peers
     self.sizes = sizes
     self.runs = runs
@@ -67,7 +67,7 @@ final class Harness {
   }
 
   private func columns(_ workload: Workload) -> [Peer] {
-    only.isEmpty ? workload.peers : workload.peers.filter(only.contains)
+    onlyPeers.isEmpty ? workload.peers : workload.peers.filter(onlyPeers.contains)
   }
 
   private func note(_ cell: Int, _ total: Int, _ text: String) {
