@@ -718,7 +718,11 @@ struct FaultInjectionTests {
 @Suite("Blocking pool: start-now submits")
 struct StartNowTests {
   @Test func taskDedicatedNow_atTheCap_throwsResourceExhausted_insteadOfQueueing() async throws {
-    let mgr = try makeManager(workers: 1, maxBlocking: 2, prefix: "now")
+    // A keep-alive no run reaches: the check below needs a thread idle, not retired. With the
+    // default 10 s, a TSan run (a CI rehearsal, 2026-12-03: this test took 77 s, a trivial one 34 s,
+    // their tasks waiting for the cooperative pool) first polled after both threads had retired,
+    // and idle stayed 0 for the whole 60 s.
+    let mgr = try makeManager(workers: 1, maxBlocking: 2, keepAlive: .seconds(3600), prefix: "now")
     let gate = Gate()
     let started = Countdown(2)
     try mgr.taskDedicatedNow { started.tick(); gate.wait() }
