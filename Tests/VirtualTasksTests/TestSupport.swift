@@ -147,6 +147,26 @@ func threadsNamed(_ prefix: String) -> Int {
   }.count
 }
 
+/// CPU time (user + system, in clock ticks of 10 ms) used so far by the threads of this process
+/// whose name starts with `prefix` (fields 14 and 15 of /proc/self/task/*/stat).
+func cpuTicksOfThreads(named prefix: String) -> Int {
+  let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+  var total = 0
+  for tid in tasks {
+    let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
+    guard comm.hasPrefix(prefix),
+      let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { continue }
+    // After "pid (comm) ": field 3 (state) is the first; utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    if fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) {
+      total += user + system
+    }
+  }
+  return total
+}
+
 /// What each open fd is (readlink of /proc/self/fd/N), for failure messages.
 func fdTargets() -> [String] {
   let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []

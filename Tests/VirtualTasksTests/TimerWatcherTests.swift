@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import Testing
 
@@ -98,6 +99,38 @@ struct TimerWatcherTests {
       #expect(ContinuousClock.now - start >= .microseconds(700))
     }
     #expect(mgr.metrics().pendingTimers == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func dueTimer_whileAnotherThreadHoldsTheFiringLock_costsTheWorkersNoBusyLoop() async throws {
+    // A firer stalled with the firing lock held (preempted, or waiting for the reactor's lock
+    // behind a preempted thread) must not turn the other workers' search into a busy loop: a due
+    // timer they cannot fire is not work for them. They used to spin on it for as long as the
+    // lock stayed held, keeping the CPU from the thread that held it (W5c: a 4 ms stall).
+    let mgr = try makeManager(workers: 2, prefix: "stalled")
+    let ran = Counter()
+    let locked = Atomic<Bool>(false)
+    let release = Atomic<Bool>(false)
+    let firing = mgr.core.reactor.firing
+    Thread.detachNewThread {
+      firing.withLock { _ in
+        locked.store(true, ordering: .releasing)
+        while !release.load(ordering: .acquiring) { usleep(1000) }
+      }
+    }
+    #expect(await eventually { locked.load(ordering: .acquiring) })
+    try mgr.schedule(after: .zero) { ran.add() }  // due at once; only a firer can start it
+    // Work for the workers, so that they are awake (searching) while the timer is due.
+    for _ in 0..<4 { await Task(executorPreference: mgr) { await Task.yield() }.value }
+    let before = cpuTicksOfThreads(named: "stalled-w")
+    try await Task.sleep(for: .milliseconds(600))
+    let used = cpuTicksOfThreads(named: "stalled-w") - before
+    // A spinning worker would use about 60 ticks (10 ms each) here, each; parked ones next to none.
+    #expect(used < 20, "the workers used \(used * 10) ms of CPU in 600 ms while the firing lock was held")
+    #expect(ran.count == 0)
+    release.store(true, ordering: .releasing)
+    // Nothing lost: the callback runs once the lock is free.
+    #expect(await eventually { ran.count == 1 })
     await mgr.shutdownGracefully()
   }
 
