@@ -134,6 +134,41 @@ struct TimerWatcherTests {
     await mgr.shutdownGracefully()
   }
 
+  @Test func singleDueCallback_firedByAWorker_wakesNoOtherWorker_butFromOutsideItDoes() async throws {
+    // A worker that fires one due callback calls it next itself; only a fire from outside the
+    // pool (the reactor thread) must wake a parked worker for it.
+    let mgr = try makeManager(workers: 2, prefix: "duewake")
+    let pool = mgr.core.workers
+    let ran = Counter()
+    func parkedWithin(_ n: Int) -> Bool {
+      let end = ContinuousClock.now + .seconds(60)
+      while ContinuousClock.now < end {
+        if pool.parkedWorkers == n { return true }
+        usleep(1000)
+      }
+      return false
+    }
+    let onWorker: (parked: Bool, woken: Int) = await Task(executorPreference: mgr) {
+      // The other worker parks; this one is running this job (not searching).
+      guard parkedWithin(1) else { return (false, 0) }
+      let before = pool.wakeUps.load(ordering: .relaxed)
+      try! mgr.core.admitShared()
+      mgr.startDue([.call { ran.add() }])
+      return (true, pool.wakeUps.load(ordering: .relaxed) - before)
+    }.value
+    #expect(onWorker.parked)
+    #expect(onWorker.woken == 0, "a single due callback fired by a worker woke \(onWorker.woken) worker(s)")
+    #expect(await eventually { ran.count == 1 })
+
+    #expect(await eventually { pool.parkedWorkers == 2 })
+    let before = pool.wakeUps.load(ordering: .relaxed)
+    try mgr.core.admitShared()
+    mgr.startDue([.call { ran.add() }])  // from this thread, outside the pool
+    #expect(pool.wakeUps.load(ordering: .relaxed) - before == 1)
+    #expect(await eventually { ran.count == 2 })
+    await mgr.shutdownGracefully()
+  }
+
   @Test func claimAfterClose_isNil_andReleaseIsHarmless() async throws {
     let mgr = try makeManager(workers: 1, prefix: "claimc")
     await mgr.shutdownGracefully()
