@@ -159,8 +159,9 @@ struct QueueStorageTests {
     #expect(order.withLock { $0 } == Array(0..<n))
   }
 
-  /// A steady stream (never more than a segment queued) reuses one spare segment instead of a
-  /// malloc per `segmentSize` closures; a burst still allocates what it holds.
+  /// A steady stream (never more than a segment queued) reuses a spare segment instead of a
+  /// malloc per `segmentSize` closures; a burst allocates what it holds the first time, and a
+  /// repeat of it (up to `maxSpareSegments` spares) nothing.
   @Test func workQueue_steadyStream_reusesTheSpareSegment() {
     let queue = WorkQueue()
     let ran = Counter()
@@ -176,6 +177,19 @@ struct QueueStorageTests {
     #expect(queue.segmentsAllocated == 4, "three links: the spare, then two new")
     while let work = queue.pop() { work() }
     #expect(ran.count == WorkQueue.segmentSize * 13)
+    // The same burst again, and a bigger one up to the spares' cap: no new segment.
+    for _ in 0..<(WorkQueue.segmentSize * 3) { #expect(queue.push { ran.add() }) }
+    #expect(queue.segmentsAllocated == 4)
+    while let work = queue.pop() { work() }
+    let cap = WorkQueue.maxSpareSegments
+    for _ in 0..<(WorkQueue.segmentSize * cap) { #expect(queue.push { ran.add() }) }
+    #expect(queue.segmentsHeld == cap + 1)
+    #expect(queue.segmentsAllocated == cap + 1, "one more than the 3-segment burst held")
+    while let work = queue.pop() { work() }
+    for _ in 0..<(WorkQueue.segmentSize * cap) { #expect(queue.push { ran.add() }) }
+    #expect(queue.segmentsAllocated == cap + 1, "the spares cover the repeat")
+    while let work = queue.pop() { work() }
+    #expect(ran.count == WorkQueue.segmentSize * (16 + 2 * cap))
   }
 
   @Test func workQueue_afterClose_pushFailsAndReleasesTheClosure_queuedOnesStillPop() {

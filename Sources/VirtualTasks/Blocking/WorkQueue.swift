@@ -3,10 +3,12 @@
 /// waits for a pool thread taking work, nor a pool thread for a submitter: with one lock for both,
 /// as before, W1 spent about 30% of its CPU in that lock (the submitter and both threads), and a
 /// preempted holder on 2 vCPUs stalled the other two. This is the two-lock queue of Michael and
-/// Scott, with a segment of slots per node instead of one node (one malloc) per closure. One
-/// drained segment is kept as a spare for the next link, so a steady stream (the queue never
-/// holding more than a segment) mallocs nothing after its first two segments: `bench-check`'s
-/// `taskDedicated` budget is 0 mallocs per 1000.
+/// Scott, with a segment of slots per node instead of one node (one malloc) per closure. Up to
+/// `maxSpareSegments` drained segments are kept as spares for the next links, so a stream that
+/// never holds more than that many segments at once mallocs nothing once it has reached its
+/// peak: `bench-check`'s `taskDedicated` budget is 0 mallocs per 1000. (With one spare, a sample
+/// whose 1000 closures outran the two pool threads on a noisy host held four segments and
+/// allocated 6, failing that budget.) They cost `maxSpareSegments` times 4 KB per manager.
 ///
 /// Publication: a producer writes its slot and, when that filled the segment, links a new one,
 /// then stores `enqueued + 1` (sequentially consistent: it is one side of the blocking pool's
@@ -25,6 +27,8 @@ final class WorkQueue: @unchecked Sendable {  // slots and links: see "Publicati
   typealias Work = @Sendable () -> Void
 
   static let segmentSize = 256
+  /// Drained segments kept for reuse (see above).
+  static let maxSpareSegments = 4
 
   /// A closure wrapped in a struct: a closure stored in generic memory directly is kept at maximal
   /// abstraction, which boxes it (a malloc per push and another per pop).
@@ -62,11 +66,15 @@ final class WorkQueue: @unchecked Sendable {  // slots and links: see "Publicati
   /// Closures popped so far, stored under the head lock.
   private let dequeued = Atomic<Int>(0)
   private let closedFlag = Atomic<Bool>(false)
-  /// A drained segment (no slot initialized, `next` nil) for the tail's next link. Its own lock:
+  /// Drained segments (no slot initialized, `next` nil) for the tail's next links, at most
+  /// `maxSpareSegments` (the array's storage is reserved here: no malloc later). Its own lock:
   /// touched once per `segmentSize` closures by each end.
-  private let spare = Locked<Segment?>(nil)
+  private let spares: Locked<[Segment]>
 
   init() {
+    var storage: [Segment] = []
+    storage.reserveCapacity(Self.maxSpareSegments)
+    spares = Locked(storage)
     let first = Segment()
     tail = Locked(Tail(segment: first))
     head = Locked(Head(segment: first))
@@ -85,10 +93,7 @@ final class WorkQueue: @unchecked Sendable {  // slots and links: see "Publicati
       (t.segment.slots + t.index).initialize(to: Item(work: work))
       t.index += 1
       if t.index == Self.segmentSize {
-        let reused = spare.withLock { s -> Segment? in
-          defer { s = nil }
-          return s
-        }
+        let reused = spares.withLock { $0.popLast() }
         let next: Segment
         if let reused {
           next = reused
@@ -125,8 +130,8 @@ final class WorkQueue: @unchecked Sendable {  // slots and links: see "Publicati
         drained.next = nil
         h.index = 0
         h.segmentsDropped += 1
-        spare.withLock { s in
-          if s == nil { s = drained }
+        spares.withLock { s in
+          if s.count < Self.maxSpareSegments { s.append(drained) }
         }
       }
       h.dequeued += 1
@@ -144,7 +149,7 @@ final class WorkQueue: @unchecked Sendable {  // slots and links: see "Publicati
   }
 
   /// Segments linked and not yet dropped (1 when drained: a burst's storage goes as it drains,
-  /// but for the one spare).
+  /// but for the spares).
   var segmentsHeld: Int {
     tail.withLock { $0.segmentsLinked } - head.withLock { $0.segmentsDropped }
   }
