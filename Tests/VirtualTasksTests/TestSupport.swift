@@ -138,24 +138,24 @@ final class Counter: Sendable {
   var count: Int { value.load(ordering: .relaxed) }
 }
 
-/// Threads of this process whose name starts with `prefix` (from /proc/self/task/*/comm).
-func threadsNamed(_ prefix: String) -> Int {
+/// Thread ids of this process whose name starts with `prefix` (from /proc/self/task/*/comm).
+func threadIDs(named prefix: String) -> [String] {
   let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
   return tasks.filter { tid in
     let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
     return comm.hasPrefix(prefix)
-  }.count
+  }
 }
+
+/// Threads of this process whose name starts with `prefix`.
+func threadsNamed(_ prefix: String) -> Int { threadIDs(named: prefix).count }
 
 /// CPU time (user + system, in clock ticks of 10 ms) used so far by the threads of this process
 /// whose name starts with `prefix` (fields 14 and 15 of /proc/self/task/*/stat).
 func cpuTicksOfThreads(named prefix: String) -> Int {
-  let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
   var total = 0
-  for tid in tasks {
-    let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
-    guard comm.hasPrefix(prefix),
-      let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+  for tid in threadIDs(named: prefix) {
+    guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
       let close = stat.lastIndex(of: ")")
     else { continue }
     // After "pid (comm) ": field 3 (state) is the first; utime and stime are fields 14 and 15.

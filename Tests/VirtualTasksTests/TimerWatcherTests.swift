@@ -140,17 +140,9 @@ struct TimerWatcherTests {
     let mgr = try makeManager(workers: 2, prefix: "duewake")
     let pool = mgr.core.workers
     let ran = Counter()
-    func parkedWithin(_ n: Int) -> Bool {
-      let end = ContinuousClock.now + .seconds(60)
-      while ContinuousClock.now < end {
-        if pool.parkedWorkers == n { return true }
-        usleep(1000)
-      }
-      return false
-    }
     let onWorker: (parked: Bool, woken: Int) = await Task(executorPreference: mgr) {
       // The other worker parks; this one is running this job (not searching).
-      guard parkedWithin(1) else { return (false, 0) }
+      guard eventuallyInChild({ pool.parkedWorkers == 1 }) else { return (false, 0) }
       let before = pool.wakeUps.load(ordering: .relaxed)
       try! mgr.core.admitShared()
       mgr.startDue([.call { ran.add() }])

@@ -246,9 +246,9 @@ final class WorkerPool: @unchecked Sendable {  // mutable state is in Locked (pt
     if count == 0 { return true }
     // A worker that fired a single one takes it next itself (`nextJob` looks at the due queue
     // right after the priority queue): waking another worker for it only made that one find the
-    // queue empty and park again, and on a small machine preempt a busy thread on its way (W5s:
-    // lateness p50 24-30 ms -> 0.8-1.2 ms, p99 37-42 -> 5.4-5.9 ms). Fired elsewhere (the reactor
-    // thread, shutdown), or more than one: a sleeper is woken to share them, as before.
+    // queue empty and park again, and on a small machine preempt a busy thread on its way (W5s
+    // lateness p50 24-30 ms -> 0.8-1.2 ms in one A/B, no change in a noisier one). Fired elsewhere
+    // (the reactor thread, shutdown), or more than one: a sleeper is woken to share them.
     if count > 1 || currentWorkerIndex() == nil { notifyIfNeeded() }
     return true
   }
