@@ -474,6 +474,35 @@ struct ExecutorTests {
     #expect(ran.load(ordering: .relaxed) == 1000)
   }
 
+  @Test func concurrentShutdownCallers_eachReturnOnlyOnceTheTeardownIsDone() async throws {
+    let mgr = try makeManager(prefix: "waitsd")
+    let ran = Counter()
+    // Work that takes a while to drain: every caller must wait for all of it, not only the first.
+    for _ in 0..<200 {
+      try mgr.taskShared {
+        await mgr.sleepNow(.milliseconds(5))
+        ran.add()
+      }
+    }
+    for _ in 0..<50 { try mgr.taskDedicated { usleep(20_000); ran.add() } }
+    let sawAtReturn = Locked<[(ran: Int, threads: Int)]>([])
+    await withTaskGroup(of: Void.self) { g in
+      for _ in 0..<8 {
+        g.addTask {
+          await mgr.shutdownGracefully()
+          let threads = threadNames(startingWith: "waitsd-").filter { $0 != "waitsd-stop" }.count
+          sawAtReturn.withLock { $0.append((ran.count, threads)) }
+        }
+      }
+    }
+    let seen = sawAtReturn.withLock { $0 }
+    #expect(seen.count == 8)
+    for s in seen {
+      #expect(s.ran == 250)  // everything accepted had run
+      #expect(s.threads == 0)  // workers, blocking threads and the reactor were joined
+    }
+  }
+
   @Test func shutdown_fromInsideASharedTask_doesNotDeadlock() async throws {
     let mgr = try makeManager(prefix: "inside")
     let returned = Countdown(1)
@@ -630,6 +659,66 @@ struct ExecutorTests {
   @Test func threadParallelism_isTheProbeValue() throws {
     let mgr = try makeManager()
     #expect(try mgr.threadParallelism() == Parallelism.available())
+  }
+
+  @Test func threadParallelism_isNeverThePoolsSize() async throws {
+    // A pool sized apart from the probe: the answer is still the CPUs, not the workers.
+    let workers = Parallelism.available() + 3
+    let mgr = try makeManager(workers: workers, prefix: "par7")
+    #expect(mgr.metrics().workerThreads == workers)
+    #expect(try mgr.threadParallelism() == Parallelism.available())
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func configurationDefaults_areTheDocumentedOnes() async throws {
+    let c = ThreadPoolTaskManager.Configuration()
+    #expect(c.workerThreads == nil)
+    #expect(c.maxBlockingThreads == nil)
+    #expect(c.blockingKeepAlive == .seconds(10))
+    #expect(c.threadNamePrefix == "vtasks")
+    let mgr = try ThreadPoolTaskManager(configuration: c)
+    let p = Parallelism.available()
+    #expect(mgr.metrics().workerThreads == p)
+    #expect(mgr.core.blocking.maxThreads == max(200, 100 * p))
+    #expect(mgr.core.blocking.keepAliveNanos == 10_000_000_000)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func threadNames_areThePrefixDashRoleAndIndex() async throws {
+    let mgr = try makeManager(workers: 3, prefix: "nmx")
+    let ran = Countdown(2)
+    let gate = Gate()
+    // Two dedicated closures held at once: two blocking threads, -b0 and -b1.
+    for _ in 0..<2 {
+      try mgr.taskDedicated {
+        ran.tick()
+        gate.wait()
+      }
+    }
+    await ran.wait()
+    let names = threadNames(startingWith: "nmx-")
+    gate.open()
+    #expect(names == ["nmx-b0", "nmx-b1", "nmx-reactor", "nmx-w0", "nmx-w1", "nmx-w2"])
+    await mgr.shutdownGracefully()
+    #expect(threadNames(startingWith: "nmx-").allSatisfy { $0 == "nmx-stop" })
+  }
+
+  @Test func spawnAndBlockOn_afterShutdown_throwsShutDown_withoutRunning() async throws {
+    let mgr = try makeManager(prefix: "sbosd")
+    await mgr.shutdownGracefully()
+    let ran = Counter()
+    let outcome: Result<Int, WasiThreadError> = await withCheckedContinuation { c in
+      // From a plain thread, as a caller of spawnAndBlockOn would be.
+      Thread.detachNewThread {
+        do throws(WasiThreadError) {
+          c.resume(returning: .success(try mgr.spawnAndBlockOn { ran.add(); return 1 }))
+        } catch {
+          c.resume(returning: .failure(error))
+        }
+      }
+    }
+    #expect(outcome == .failure(.shutDown))
+    #expect(ran.count == 0)
   }
 
   @Test func workerCount_defaultsToParallelism() async throws {

@@ -79,6 +79,48 @@ struct ReactorTests {
     await mgr.shutdownGracefully()
   }
 
+  @Test func zeroAndNegativeDurations_costExactlyOneYield_countedInJobs() async throws {
+    // The order test above shows a yield happened; this one counts them: the jobs a task runs on
+    // the workers grow with each suspension, so a task that sleeps 0 must cost exactly what a
+    // task with one Task.yield() costs, not more.
+    let mgr = try makeManager(workers: 1, prefix: "yield1")
+    func jobsFor(_ body: @escaping @Sendable () async -> Void) async throws -> Int {
+      let before = await settledJobs(mgr)
+      let done = Countdown(1)
+      try mgr.taskShared {
+        await body()
+        done.tick()
+      }
+      await done.wait()
+      #expect(await eventually { mgr.metrics().liveSharedTasks == 0 })
+      return await settledJobs(mgr) - before
+    }
+    let none = try await jobsFor {}
+    let one = try await jobsFor { await Task.yield() }
+    let two = try await jobsFor {
+      await Task.yield()
+      await Task.yield()
+    }
+    // Each suspension costs the same number of jobs (two here: the resumption, then the hop
+    // back into the task-local scope `taskShared` wraps the body in).
+    #expect(none < one && two - one == one - none, "the job count must see each yield: \(none), \(one), \(two)")
+    for d in [Duration.zero, .nanoseconds(-1), .seconds(-1), .seconds(Int64.min)] {
+      #expect(try await jobsFor { await mgr.sleepNow(d) } == one, "duration \(d)")
+    }
+    await mgr.shutdownGracefully()
+  }
+
+  /// `completedSharedJobs` once it stops moving (a job is counted just after it returns).
+  private func settledJobs(_ mgr: ThreadPoolTaskManager) async -> Int {
+    var last = mgr.metrics().completedSharedJobs
+    while true {
+      try? await Task.sleep(for: .milliseconds(20))
+      let now = mgr.metrics().completedSharedJobs
+      if now == last { return now }
+      last = now
+    }
+  }
+
   @Test func hugeDuration_thenCancel_doesNotTrap() async throws {
     let mgr = try makeManager(prefix: "huge")
     for d in [Duration.seconds(Int64.max), .seconds(Int64.max / 2), Duration(secondsComponent: Int64.max, attosecondsComponent: 999_999_999_999_999_999)] {
@@ -276,6 +318,106 @@ struct ReactorTests {
     _ = write(w, &byte, 1)
     try await a.value
     try await b.value
+    await mgr.shutdownGracefully()
+  }
+
+  @Test(.timeLimit(.minutes(1))) func writable_onAFullPipe_waitsUntilAReadMakesRoom() async throws {
+    let mgr = try makeManager(prefix: "wfull")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    _ = fcntl(w, F_SETFL, fcntl(w, F_GETFL) | O_NONBLOCK)
+    var chunk = [UInt8](repeating: 1, count: 4096)
+    var filled = 0
+    while true {
+      let n = write(w, &chunk, chunk.count)
+      if n <= 0 { break }
+      filled += n
+    }
+    #expect(errno == EAGAIN && filled > 0)
+    let woke = Counter()
+    let t = Task.detached {
+      try await mgr.writable(w)
+      woke.add()
+    }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    #expect(woke.count == 0)  // still full: no wake-up yet
+    // Drain from another thread: room to write, and the waiter wakes.
+    let toDrain = filled
+    Thread.detachNewThread {
+      var sink = [UInt8](repeating: 0, count: 65536)
+      var left = toDrain
+      while left > 0 {
+        let n = read(r, &sink, min(left, sink.count))
+        if n <= 0 { break }
+        left -= n
+      }
+    }
+    try await t.value
+    #expect(woke.count == 1)
+    #expect(write(w, &chunk, 1) == 1)
+    #expect(mgr.metrics().registeredFDs == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test(.timeLimit(.minutes(1))) func readerAndWriterOnOneSocket_eachWakesForItsOwnEvent() async throws {
+    let mgr = try makeManager(prefix: "rwsock")
+    var pair: [Int32] = [0, 0]
+    #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+    let (a, b) = (pair[0], pair[1])
+    defer { close(a); close(b) }
+    let readerWoke = Counter()
+    let reader = Task.detached {
+      try await mgr.readable(a)
+      readerWoke.add()
+    }
+    #expect(await eventually { mgr.metrics().registeredFDs == 1 })
+    // The socket is writable at once: that wait ends, the reader's stays registered.
+    try await mgr.writable(a)
+    #expect(readerWoke.count == 0)
+    let waiters = mgr.core.reactor.state.withLock { $0.fds[a]?.waiters.count }
+    #expect(waiters == 1)
+    var byte: UInt8 = 9
+    #expect(write(b, &byte, 1) == 1)
+    try await reader.value
+    #expect(readerWoke.count == 1)
+    #expect(mgr.metrics().registeredFDs == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test(.timeLimit(.minutes(1))) func oneOfTwoWaitersCancelled_theOtherStillWakes() async throws {
+    let mgr = try makeManager(prefix: "cancel1")
+    let (r, w) = makePipe()
+    defer { close(r); close(w) }
+    let a = Task.detached { try await mgr.readable(r) }
+    let b = Task.detached { try await mgr.readable(r) }
+    #expect(await eventually { mgr.core.reactor.state.withLock { $0.fds[r]?.waiters.count } == 2 })
+    a.cancel()
+    await #expect(throws: CancellationError.self) { try await a.value }
+    // Still watched for the other waiter (re-armed, not removed).
+    #expect(mgr.core.reactor.state.withLock { $0.fds[r]?.waiters.count } == 1)
+    var byte: UInt8 = 1
+    _ = write(w, &byte, 1)
+    try await b.value
+    #expect(mgr.metrics().registeredFDs == 0)
+    await mgr.shutdownGracefully()
+  }
+
+  @Test func readinessWait_onARegularFile_throwsEPERM_andWritableOnAClosedFdEBADF() async throws {
+    let mgr = try makeManager(prefix: "eperm")
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vt-eperm-\(getpid())").path
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    #expect(fd >= 0)
+    defer { close(fd); unlink(path) }
+    await #expect(throws: WasiThreadError.systemCallFailed(name: "epoll_ctl", errno: EPERM)) {
+      try await mgr.readable(fd)
+    }
+    await #expect(throws: WasiThreadError.systemCallFailed(name: "epoll_ctl", errno: EPERM)) {
+      try await mgr.writable(fd)
+    }
+    await #expect(throws: WasiThreadError.systemCallFailed(name: "epoll_ctl", errno: EBADF)) {
+      try await mgr.writable(999_999)
+    }
+    #expect(mgr.metrics().registeredFDs == 0)
     await mgr.shutdownGracefully()
   }
 

@@ -150,6 +150,14 @@ func threadIDs(named prefix: String) -> [String] {
 /// Threads of this process whose name starts with `prefix`.
 func threadsNamed(_ prefix: String) -> Int { threadIDs(named: prefix).count }
 
+/// The names (comm) of this process's threads that start with `prefix`, sorted.
+func threadNames(startingWith prefix: String) -> [String] {
+  threadIDs(named: prefix).compactMap { tid in
+    (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8))?
+      .trimmingCharacters(in: .newlines)
+  }.sorted()
+}
+
 /// CPU time (user + system, in clock ticks of 10 ms) used so far by the threads of this process
 /// whose name starts with `prefix` (fields 14 and 15 of /proc/self/task/*/stat).
 func cpuTicksOfThreads(named prefix: String) -> Int {

@@ -1,5 +1,7 @@
 /// `taskWasm`, `buildMemory` and `spawnWithModule` on a `ThreadPoolTaskManager`: where tasks
 /// run, what each memory spawn type yields, and which typed error each setup failure gives.
+import Dispatch
+import Foundation
 import Synchronization
 import Testing
 import VirtualTasks
@@ -206,6 +208,51 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
     }
   }
 
+  @Test(.timeLimit(.minutes(1)))
+  func atTheBlockingCap_taskWasmFailsAtOnce_neverQueues_andAfterShutdownThrowsShutDown() async throws {
+    var configuration = ThreadPoolTaskManager.Configuration()
+    configuration.workerThreads = 1
+    configuration.maxBlockingThreads = 1
+    configuration.threadNamePrefix = "wasmtest"
+    let manager = try ThreadPoolTaskManager(configuration: configuration)
+    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+    // The only blocking thread is busy: a guest thread cannot start, and must not wait for it.
+    let (started, startedInbox) = makeInbox(Bool.self)
+    let release = Gate()
+    try manager.taskDedicated {
+      startedInbox.yield(true)
+      release.wait()
+    }
+    _ = try await first(started, "the blocking thread")
+    let ran = Mutex(0)
+    // From a plain thread, so that a taskWasm that queued (and so blocked its caller) fails this
+    // test after `within`'s bound instead of hanging it.
+    let (outcomes, outcomeInbox) = makeInbox(Result<Bool, WasiThreadError>.self)
+    Thread.detachNewThread {
+      do throws(WasiThreadError) {
+        try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
+        outcomeInbox.yield(.success(true))
+      } catch {
+        outcomeInbox.yield(.failure(error))
+      }
+    }
+    let atCap = try await first(outcomes, "taskWasm at the cap")
+    #expect(atCap == .failure(.resourceExhausted))
+    #expect(manager.metrics().queuedBlockingJobs == 0)
+    release.open()
+    // Below the cap again: the same call starts (on the thread just freed, or a new one).
+    let (results, inbox) = makeInbox(String.self)
+    try await within("a thread to free up") { await manager.eventuallyIdle() }
+    try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in inbox.yield(threadName()) })
+    #expect(try await first(results, "the task").hasPrefix(blockingThreadPrefix))
+    try await within("the manager's shutdown") { await manager.shutdownGracefully() }
+    let afterShutdown = #expect(throws: WasiThreadError.self) {
+      try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
+    }
+    #expect(afterShutdown == .shutDown)
+    #expect(ran.withLock { $0 } == 0)
+  }
+
   @Test func aTaskTheManagerDrops_failsInsteadOfHanging() throws {
     let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
     let error = #expect(throws: WasiThreadError.self) {
@@ -222,4 +269,18 @@ struct DroppingManager: VirtualWasmTaskManager {
   func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {}
   func threadParallelism() throws(WasiThreadError) -> Int { 1 }
   func taskWasm(_ task: TaskWasm) throws(WasiThreadError) { try taskWasmOnBlockingPool(task) }
+}
+
+/// A blocking gate for plain threads.
+final class Gate: Sendable {
+  private let semaphore = DispatchSemaphore(value: 0)
+  func open() { semaphore.signal() }  // one waiter
+  func wait() { semaphore.wait() }
+}
+
+extension ThreadPoolTaskManager {
+  /// Suspends until no blocking thread is busy.
+  func eventuallyIdle() async {
+    while metrics().blockingThreadsBusy > 0 { try? await Task.sleep(for: .milliseconds(1)) }
+  }
 }

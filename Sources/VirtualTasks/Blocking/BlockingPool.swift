@@ -88,8 +88,8 @@ final class BlockingPool: @unchecked Sendable {  // mutable state: under `lock`,
   /// Closures run by threads no longer in `running`.
   @exclusivity(unchecked) private var completedByGone = 0
   @exclusivity(unchecked) private var spawnFailures = 0
-  private let maxThreads: Int
-  private let keepAliveNanos: Int64
+  let maxThreads: Int
+  let keepAliveNanos: Int64
   private let namePrefix: String
   /// Rare events only (a refused thread, a rejected submit), written after `lock` is released.
   private let logger: Logger
