@@ -472,6 +472,18 @@ struct ReactorTests {
     await #expect(throws: WasiThreadError.shutDown) { try await mgr.readable(r) }
   }
 
+  @Test func reactorAndWorkers_runWithOneNanosecondTimerSlack() async throws {
+    // The kernel's default 50 us slack would make every timed wait up to 50 us late.
+    let mgr = try makeManager(prefix: "slack")
+    #expect(await eventually { threadsNamed("slack-w") == 2 && threadsNamed("slack-reactor") == 1 })
+    for tid in threadIDs(named: "slack-w") + threadIDs(named: "slack-reactor") {
+      let slack = (try? String(contentsOfFile: "/proc/\(tid)/timerslack_ns", encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+      #expect(slack == "1", "thread \(tid)")
+    }
+    await mgr.shutdownGracefully()
+  }
+
   @Test func reactorFds_areCloexec() throws {
     let mgr = try makeManager(prefix: "cloexec")
     let reactor = mgr.core.reactor

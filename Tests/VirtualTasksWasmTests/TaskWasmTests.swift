@@ -91,6 +91,51 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
     }
   }
 
+  @Test func buildMemory_badTypes_areMemoryCreateFailed_andAnImageGrowsItsMemory() async throws {
+    try await withManager { manager in
+      let store = Store(engine: engine)
+      // A shared memory cannot be a memory64.
+      let memory64 = #expect(throws: WasiThreadError.self) {
+        try manager.buildMemory(store: store, spawnType: .createMemoryOfType(MemoryType(min: 1, isMemory64: true)))
+      }
+      guard case .memoryCreateFailed = memory64 else {
+        Issue.record("memory64: \(String(describing: memory64))")
+        return
+      }
+      // An image larger than its type's maximum.
+      let tooBig = MemoryImage(type: MemoryType(min: 1, max: 1), bytes: [UInt8](repeating: 1, count: 65_537))
+      let overMax = #expect(throws: WasiThreadError.self) {
+        try manager.buildMemory(store: store, spawnType: .copyMemory(tooBig))
+      }
+      #expect(overMax == .memoryCreateFailed("the image (2 pages) exceeds the memory's maximum (1 pages)"))
+      // An image larger than its type's minimum: the memory grows to hold all of it.
+      var bytes = [UInt8](repeating: 0, count: 65_537)
+      bytes[65_536] = 77
+      let grown = try manager.buildMemory(
+        store: store, spawnType: .copyMemory(MemoryImage(type: MemoryType(min: 1), bytes: bytes)))
+      #expect(grown?.byteCount == 2 * 65_536)
+      #expect(grown?.withUnsafeBufferPointer(offset: 65_536, count: 1) { $0[0] } == 77)
+    }
+  }
+
+  @Test func taskWasm_buildsItsMemoryThroughTheManagersOwnBuildMemory() async throws {
+    try await withManager { manager in
+      let custom = MemoryCountingManager(base: manager)
+      let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
+      let (results, inbox) = makeInbox(UInt64?.self)
+      try custom.taskWasm(
+        TaskWasm(
+          module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
+          entryPoint: .wasiThreadStart
+        ) { properties in
+          inbox.yield(properties.memory?.type.min)
+        })
+      // The override made a 3-page memory, not the 1 page the spawn type asked for.
+      #expect(try await first(results, "the task") == 3)
+      #expect(custom.builds.withLock { $0 } == 1)
+    }
+  }
+
   @Test func shareMemory_showsTheSameBytes() async throws {
     try await withManager { manager in
       let shared = try SharedMemory(
@@ -282,5 +327,26 @@ extension ThreadPoolTaskManager {
   /// Suspends until no blocking thread is busy.
   func eventuallyIdle() async {
     while metrics().blockingThreadsBusy > 0 { try? await Task.sleep(for: .milliseconds(1)) }
+  }
+}
+
+/// A manager that delegates to a `ThreadPoolTaskManager` and overrides `buildMemory` (3 pages,
+/// counted), to show that the default `taskWasm` machinery calls the manager's own.
+final class MemoryCountingManager: VirtualWasmTaskManager {
+  let base: ThreadPoolTaskManager
+  let builds = Mutex(0)
+  init(base: ThreadPoolTaskManager) { self.base = base }
+  func sleepNow(_ duration: Duration) async { await base.sleepNow(duration) }
+  func taskShared(_ task: @escaping @Sendable () async -> Void) throws(WasiThreadError) {
+    try base.taskShared(task)
+  }
+  func taskDedicated(_ task: @escaping @Sendable () -> Void) throws(WasiThreadError) {
+    try base.taskDedicated(task)
+  }
+  func threadParallelism() throws(WasiThreadError) -> Int { try base.threadParallelism() }
+  func taskWasm(_ task: TaskWasm) throws(WasiThreadError) { try taskWasmOnBlockingPool(task) }
+  func buildMemory(store: Store, spawnType: SpawnMemoryType) throws(WasiThreadError) -> Memory? {
+    builds.withLock { $0 += 1 }
+    return try base.buildMemory(store: store, spawnType: .createMemoryOfType(MemoryType(min: 3)))
   }
 }
