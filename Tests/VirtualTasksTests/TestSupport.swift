@@ -138,25 +138,24 @@ final class Counter: Sendable {
   var count: Int { value.load(ordering: .relaxed) }
 }
 
-/// Thread ids of this process whose name starts with `prefix` (from /proc/self/task/*/comm).
-func threadIDs(named prefix: String) -> [String] {
+/// (thread id, name) of this process's threads whose name starts with `prefix` (one walk of
+/// /proc/self/task/*/comm).
+private func threads(named prefix: String) -> [(tid: String, name: String)] {
   let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-  return tasks.filter { tid in
+  return tasks.compactMap { tid in
     let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
-    return comm.hasPrefix(prefix)
+    return comm.hasPrefix(prefix) ? (tid, comm.trimmingCharacters(in: .newlines)) : nil
   }
 }
 
-/// Threads of this process whose name starts with `prefix`.
-func threadsNamed(_ prefix: String) -> Int { threadIDs(named: prefix).count }
+/// Thread ids of this process whose name starts with `prefix`.
+func threadIDs(named prefix: String) -> [String] { threads(named: prefix).map(\.tid) }
 
-/// The names (comm) of this process's threads that start with `prefix`, sorted.
-func threadNames(startingWith prefix: String) -> [String] {
-  threadIDs(named: prefix).compactMap { tid in
-    (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8))?
-      .trimmingCharacters(in: .newlines)
-  }.sorted()
-}
+/// Threads of this process whose name starts with `prefix`.
+func threadsNamed(_ prefix: String) -> Int { threads(named: prefix).count }
+
+/// The names of this process's threads that start with `prefix`, sorted.
+func threadNames(startingWith prefix: String) -> [String] { threads(named: prefix).map(\.name).sorted() }
 
 /// CPU time (user + system, in clock ticks of 10 ms) used so far by the threads of this process
 /// whose name starts with `prefix` (fields 14 and 15 of /proc/self/task/*/stat).

@@ -96,7 +96,8 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
       let store = Store(engine: engine)
       // A shared memory cannot be a memory64.
       let memory64 = #expect(throws: WasiThreadError.self) {
-        try manager.buildMemory(store: store, spawnType: .createMemoryOfType(MemoryType(min: 1, isMemory64: true)))
+        try manager.buildMemory(
+          store: store, spawnType: .createMemoryOfType(MemoryType(min: 1, isMemory64: true)))
       }
       guard case .memoryCreateFailed = memory64 else {
         Issue.record("memory64: \(String(describing: memory64))")
@@ -255,47 +256,44 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
 
   @Test(.timeLimit(.minutes(1)))
   func atTheBlockingCap_taskWasmFailsAtOnce_neverQueues_andAfterShutdownThrowsShutDown() async throws {
-    var configuration = ThreadPoolTaskManager.Configuration()
-    configuration.workerThreads = 1
-    configuration.maxBlockingThreads = 1
-    configuration.threadNamePrefix = "wasmtest"
-    let manager = try ThreadPoolTaskManager(configuration: configuration)
-    let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
-    // The only blocking thread is busy: a guest thread cannot start, and must not wait for it.
-    let (started, startedInbox) = makeInbox(Bool.self)
-    let release = Gate()
-    try manager.taskDedicated {
-      startedInbox.yield(true)
-      release.wait()
-    }
-    _ = try await first(started, "the blocking thread")
-    let ran = Mutex(0)
-    // From a plain thread, so that a taskWasm that queued (and so blocked its caller) fails this
-    // test after `within`'s bound instead of hanging it.
-    let (outcomes, outcomeInbox) = makeInbox(Result<Bool, WasiThreadError>.self)
-    Thread.detachNewThread {
-      do throws(WasiThreadError) {
-        try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
-        outcomeInbox.yield(.success(true))
-      } catch {
-        outcomeInbox.yield(.failure(error))
+    try await withManager(workers: 1, maxBlocking: 1) { manager in
+      let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
+      // The only blocking thread is busy: a guest thread cannot start, and must not wait for it.
+      let (started, startedInbox) = makeInbox(Bool.self)
+      let release = Gate()
+      try manager.taskDedicated {
+        startedInbox.yield(true)
+        release.wait()
       }
+      _ = try await first(started, "the blocking thread")
+      let ran = Mutex(0)
+      // From a plain thread, so that a taskWasm that queued (and so blocked its caller) fails this
+      // test after `within`'s bound instead of hanging it.
+      let (outcomes, outcomeInbox) = makeInbox(Result<Bool, WasiThreadError>.self)
+      Thread.detachNewThread {
+        do throws(WasiThreadError) {
+          try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
+          outcomeInbox.yield(.success(true))
+        } catch {
+          outcomeInbox.yield(.failure(error))
+        }
+      }
+      let atCap = try await first(outcomes, "taskWasm at the cap")
+      #expect(atCap == .failure(.resourceExhausted))
+      #expect(manager.metrics().queuedBlockingJobs == 0)
+      release.open()
+      // Below the cap again: the same call starts (on the thread just freed, or a new one).
+      let (results, inbox) = makeInbox(String.self)
+      try await within("a thread to free up") { await manager.eventuallyIdle() }
+      try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in inbox.yield(threadName()) })
+      #expect(try await first(results, "the task").hasPrefix(blockingThreadPrefix))
+      try await within("the manager's shutdown") { await manager.shutdownGracefully() }
+      let afterShutdown = #expect(throws: WasiThreadError.self) {
+        try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
+      }
+      #expect(afterShutdown == .shutDown)
+      #expect(ran.withLock { $0 } == 0)
     }
-    let atCap = try await first(outcomes, "taskWasm at the cap")
-    #expect(atCap == .failure(.resourceExhausted))
-    #expect(manager.metrics().queuedBlockingJobs == 0)
-    release.open()
-    // Below the cap again: the same call starts (on the thread just freed, or a new one).
-    let (results, inbox) = makeInbox(String.self)
-    try await within("a thread to free up") { await manager.eventuallyIdle() }
-    try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in inbox.yield(threadName()) })
-    #expect(try await first(results, "the task").hasPrefix(blockingThreadPrefix))
-    try await within("the manager's shutdown") { await manager.shutdownGracefully() }
-    let afterShutdown = #expect(throws: WasiThreadError.self) {
-      try manager.taskWasm(TaskWasm(module: module, engine: engine) { _ in ran.withLock { $0 += 1 } })
-    }
-    #expect(afterShutdown == .shutDown)
-    #expect(ran.withLock { $0 } == 0)
   }
 
   @Test func aTaskTheManagerDrops_failsInsteadOfHanging() throws {

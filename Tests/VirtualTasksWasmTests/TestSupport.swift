@@ -11,12 +11,14 @@ import WasmKit
 let blockingThreadPrefix = "wasmtest-b"
 
 /// Runs `body` with a fresh `ThreadPoolTaskManager` ("wasmtest-*" threads, `workers` async
-/// workers), then shuts it down gracefully, which joins every thread it started.
+/// workers, at most `maxBlocking` blocking threads), then shuts it down gracefully, which joins
+/// every thread it started (a no-op when `body` already did).
 func withManager<T>(
-  workers: Int = 2, _ body: (ThreadPoolTaskManager) async throws -> T
+  workers: Int = 2, maxBlocking: Int? = nil, _ body: (ThreadPoolTaskManager) async throws -> T
 ) async throws -> T {
   var configuration = ThreadPoolTaskManager.Configuration()
   configuration.workerThreads = workers
+  configuration.maxBlockingThreads = maxBlocking
   configuration.threadNamePrefix = "wasmtest"
   let manager = try ThreadPoolTaskManager(configuration: configuration)
   let result: Result<T, any Error>
