@@ -17,7 +17,7 @@ enum Peer: String, CaseIterable, Sendable {
   case cTimerfd = "c-timerfd"
   /// Floor: Swift task creation with an executor that runs each job on the enqueuing thread (W2, W3).
   case inline
-  /// Floor: cancelling tasks that wait on plain continuations, with no timer at all (W7).
+  /// Floor: tasks that wait on plain continuations, with no timer at all (W5: resumed, W7: cancelled).
   case continuations = "bare-continuations"
 
   var title: String {
@@ -49,9 +49,11 @@ enum Peer: String, CaseIterable, Sendable {
     case .cTimerfd: "timerfd_settime(TFD_TIMER_ABSTIME) + read, 1 ns timer slack"
     case .inline: "Task(executorPreference:) on an executor running each job synchronously"
     case .continuations:
-      "W7's TaskGroup on this library's workers, each child awaiting a plain continuation that its "
-        + "cancellation handler resumes: what cancelling and finishing the tasks costs in the Swift "
-        + "runtime with no timer"
+      "tasks on this library's workers, each awaiting a plain continuation, with no timer: W5, "
+        + "taskShared tasks that one thread resumes in deadline order once all are suspended (what "
+        + "creating, suspending, resuming and finishing N live tasks costs in the Swift runtime); "
+        + "W7, a TaskGroup whose children's cancellation handlers resume them (what cancelling "
+        + "and finishing them costs)"
     }
   }
 }

@@ -20,90 +20,128 @@ enum TimerWorkloads {
   static let mass = Workload(
     "W5", "timer_mass",
     "N concurrent sleeps of 1..100 ms started from an outside thread (vtasks: taskShared + sleepNow; "
-      + "Swift: Task.detached + Task.sleep; NIO: scheduleTask; Dispatch: asyncAfter).",
-    peers: [.vtasks, .nio, .dispatch, .swift],
+      + "Swift: Task.detached + Task.sleep; NIO: scheduleTask; Dispatch: asyncAfter; the floor: the "
+      + "same tasks awaiting bare continuations that one thread resumes in deadline order once all "
+      + "are suspended, with no timer and no waiting).",
+    peers: [.vtasks, .nio, .dispatch, .swift, .continuations],
     metrics: massMetrics
   ) { peer, p, sizes, _ in
-    massRun("W5 \(peer)", sizes) { n, samples, latch in
+    massRun("W5 \(peer)", sizes, lateness: peer != .continuations) { n, record in
       switch peer {
       case .vtasks:
         let manager = p.manager
         for i in 0..<n {
           let d = massDelay(i)
+          record.submitting(i)
           try! manager.taskShared {
             let begin = nowNanos()
             await manager.sleepNow(.nanoseconds(d))
-            samples[i] = nowNanos() - begin - d
-            latch.done()
+            record.woke(i, begin: begin, delay: d)
           }
         }
       case .swift:
         for i in 0..<n {
           let d = massDelay(i)
+          record.submitting(i)
           Task.detached {
             let begin = nowNanos()
             try? await Task.sleep(for: .nanoseconds(d))
-            samples[i] = nowNanos() - begin - d
-            latch.done()
+            record.woke(i, begin: begin, delay: d)
           }
         }
-      case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+      case .continuations:
+        let slots = ContinuationSlots(n)
+        let suspended = Counter()
+        for i in 0..<n {
+          record.submitting(i)
+          try! p.manager.taskShared {
+            await withUnsafeContinuation { c in
+              slots.park(i, c)
+              suspended.increment()
+            }
+            record.finished(i)
+          }
+        }
+        waitUntil(timeoutNanos: 120_000_000_000) { suspended.current >= n }
+        for i in deadlineOrder(n) { slots.resume(i) }
+      case .nio, .dispatch: massCallbacks(peer, p, n, record)
       default: fatalError("W5 has no \(peer) column")
       }
     }
   }
 
-  /// One run of W5 or W5s: `start` starts N timers whose callbacks record their lateness in
-  /// `samples` and count down `latch`; then wall time, lateness percentiles and peak RSS growth.
+  /// One run of W5, W5s or W5c: `start` starts N timers, telling `record` when it submits each
+  /// and when each wakes; then wall time, lateness percentiles, peak RSS growth, and how many
+  /// timers were pending at once (a peer that submits slowly never holds all N: that explains
+  /// its RSS and its lateness, see `massMetrics`). `lateness` false: the timers have no deadline.
   static func massRun(
-    _ what: String, _ sizes: Sizes, start: (Int, Samples, Latch) -> Void
+    _ what: String, _ sizes: Sizes, lateness: Bool = true, start: (Int, MassRecord) -> Void
   ) -> [String: Double] {
     let n = sizes.timerMass
-    let samples = Samples(n)
-    let latch = Latch(n)
+    let record = MassRecord(n)
+    _ = deadlineOrder(n)  // computed before the window (only the floor uses it)
     let baseline = Probe.startPeakWindow()
     let begin = nowNanos()
-    start(n, samples, latch)
-    latch.wait(orFail: what)
-    return massResult(wall: nowNanos() - begin, samples, baseline)
+    start(n, record)
+    record.latch.wait(orFail: what)
+    return massResult(wall: nowNanos() - begin, record, baseline, lateness: lateness)
   }
 
+  /// Timer indices in the order their W5 deadlines come when all start together (ties by index).
+  static func deadlineOrder(_ n: Int) -> [Int] {
+    deadlineOrders.withLock { cache in
+      if let order = cache[n] { return order }
+      let order = (0..<n).sorted { (massDelay($0), $0) < (massDelay($1), $1) }
+      cache[n] = order
+      return order
+    }
+  }
+
+  static let deadlineOrders = Mutex<[Int: [Int]]>([:])
+
   /// W5's columns for the peers whose timers run a callback (no task per sleep).
-  static func massCallbacks(_ peer: Peer, _ p: PeerSet, _ n: Int, _ samples: Samples, _ latch: Latch) {
+  static func massCallbacks(_ peer: Peer, _ p: PeerSet, _ n: Int, _ record: MassRecord) {
     switch peer {
     case .nio:
       let group = p.group
       for i in 0..<n {
         let d = massDelay(i)
-        let begin = nowNanos()
+        let begin = record.submitting(i)
         group.next().scheduleTask(in: .nanoseconds(d)) {
-          samples[i] = nowNanos() - begin - d
-          latch.done()
+          record.woke(i, begin: begin, delay: d)
         }
       }
     case .dispatch:
       let queue = DispatchQueue.global()
       for i in 0..<n {
         let d = massDelay(i)
-        let begin = nowNanos()
+        let begin = record.submitting(i)
         queue.asyncAfter(deadline: .now() + .nanoseconds(Int(d))) {
-          samples[i] = nowNanos() - begin - d
-          latch.done()
+          record.woke(i, begin: begin, delay: d)
         }
       }
     default: fatalError("W5 has no callback column for \(peer)")
     }
   }
 
-  static func massResult(wall: Int64, _ samples: Samples, _ baseline: Int64) -> [String: Double] {
-    let sorted = samples.sorted()
-    return [
+  static func massResult(
+    wall: Int64, _ record: MassRecord, _ baseline: Int64, lateness: Bool
+  ) -> [String: Double] {
+    let peakRSS = Probe.peakGrowthMB(since: baseline)
+    let pending = record.peakPending()
+    var result = [
       "wall": Double(wall) / 1e6,
-      "p50": percentile(sorted, 50) / 1e3,
-      "p99": percentile(sorted, 99) / 1e3,
-      "max": (sorted.last.map(Double.init) ?? .nan) / 1e6,
-      "peak_rss": Probe.peakGrowthMB(since: baseline),
+      "peak_rss": peakRSS,
+      "peak_pending": Double(pending) / 1000,
+      "rss_per_pending": pending > 0 ? peakRSS * 1_048_576 / Double(pending) : .nan,
     ]
+    if lateness {
+      let sorted = record.lateness.sorted()
+      result["p50"] = percentile(sorted, 50) / 1e3
+      result["p99"] = percentile(sorted, 99) / 1e3
+      result["max"] = (sorted.last.map(Double.init) ?? .nan) / 1e6
+    }
+    return result
   }
 
   static var massMetrics: [MetricSpec] {
@@ -113,6 +151,11 @@ enum TimerWorkloads {
       MetricSpec("p99", "lateness p99", "us", .lower, target: Targets.noWorseThan(.nio, .lower)),
       MetricSpec("max", "lateness max", "ms", .lower),
       MetricSpec("peak_rss", "peak RSS growth", "MB", .lower, target: Targets.noWorseThan(.nio, .lower)),
+      // Context for the two rows above and the lateness rows: a peer whose submit call is slow
+      // is still submitting while its first timers fire, so it never holds all N at once.
+      MetricSpec("peak_pending", "timers pending at once, peak", "k", .lower, showsRatio: false),
+      MetricSpec(
+        "rss_per_pending", "peak RSS growth / peak pending", "B", .lower, showsRatio: false),
     ]
   }
 
@@ -122,13 +165,12 @@ enum TimerWorkloads {
     "W5s", "timer_mass_scheduled",
     "W5 with this library's timer API that creates no task until it is due (vtasks: "
       + "taskShared(after:); NIO: scheduleTask; Dispatch: asyncAfter). The sleepNow row is W5."
-  ) { manager, n, samples, latch in
+  ) { manager, n, record in
     for i in 0..<n {
       let d = massDelay(i)
-      let begin = nowNanos()
+      let begin = record.submitting(i)
       try! manager.taskShared(after: .nanoseconds(d)) {
-        samples[i] = nowNanos() - begin - d
-        latch.done()
+        record.woke(i, begin: begin, delay: d)
       }
     }
   }
@@ -138,13 +180,12 @@ enum TimerWorkloads {
     "W5 with a callback per timer and no task at all, the shape of the NIO and Dispatch columns "
       + "(vtasks: schedule(after:), called on a worker; NIO: scheduleTask; Dispatch: asyncAfter). "
       + "The sleepNow row is W5."
-  ) { manager, n, samples, latch in
+  ) { manager, n, record in
     for i in 0..<n {
       let d = massDelay(i)
-      let begin = nowNanos()
+      let begin = record.submitting(i)
       try! manager.schedule(after: .nanoseconds(d)) {
-        samples[i] = nowNanos() - begin - d
-        latch.done()
+        record.woke(i, begin: begin, delay: d)
       }
     }
   }
@@ -154,14 +195,14 @@ enum TimerWorkloads {
   /// Dispatch run their callback columns.
   static func massTimers(
     _ id: String, _ name: String, _ description: String,
-    vtasks: @escaping @Sendable (ThreadPoolTaskManager, Int, Samples, Latch) -> Void
+    vtasks: @escaping @Sendable (ThreadPoolTaskManager, Int, MassRecord) -> Void
   ) -> Workload {
     Workload(id, name, description, peers: [.vtasks, .nio, .dispatch], metrics: massMetrics) {
       peer, p, sizes, _ in
-      massRun("\(id) \(peer)", sizes) { n, samples, latch in
+      massRun("\(id) \(peer)", sizes) { n, record in
         switch peer {
-        case .vtasks: vtasks(p.manager, n, samples, latch)
-        case .nio, .dispatch: massCallbacks(peer, p, n, samples, latch)
+        case .vtasks: vtasks(p.manager, n, record)
+        case .nio, .dispatch: massCallbacks(peer, p, n, record)
         default: fatalError("\(id) has no \(peer) column")
         }
       }
@@ -617,5 +658,60 @@ final class ContinuationSlots: @unchecked Sendable {  // `slots` only under `loc
       return nil
     }
     c?.resume()
+  }
+}
+
+/// What one W5-family run records per timer: when the benchmark submitted it (submitting thread),
+/// its lateness and when it finished (the thread it fired on). Closures capture this one object.
+final class MassRecord: Sendable {
+  let latch: Latch
+  let lateness: Samples
+  let submitted: Samples
+  let ended: Samples
+
+  init(_ n: Int) {
+    latch = Latch(n)
+    lateness = Samples(n)
+    submitted = Samples(n)
+    ended = Samples(n)
+  }
+
+  /// Called just before timer `i` is submitted; returns the time (its `begin` for callbacks).
+  @inline(__always) @discardableResult func submitting(_ i: Int) -> Int64 {
+    let now = nowNanos()
+    submitted[i] = now
+    return now
+  }
+
+  /// Timer `i`, started at `begin` for `delay` ns, has fired (or its sleep returned).
+  @inline(__always) func woke(_ i: Int, begin: Int64, delay: Int64) {
+    let now = nowNanos()
+    lateness[i] = now - begin - delay
+    ended[i] = now
+    latch.done()
+  }
+
+  /// Timer `i` finished without a deadline (the floor column: no lateness to record).
+  @inline(__always) func finished(_ i: Int) {
+    ended[i] = nowNanos()
+    latch.done()
+  }
+
+  /// The most timers submitted and not yet finished at any instant (read after the latch opened).
+  func peakPending() -> Int {
+    let starts = submitted.sorted()
+    let ends = ended.sorted()
+    var open = 0
+    var peak = 0
+    var e = 0
+    for s in starts {
+      while e < ends.count && ends[e] <= s {
+        open -= 1
+        e += 1
+      }
+      open += 1
+      peak = max(peak, open)
+    }
+    return peak
   }
 }
