@@ -25,6 +25,21 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
 @Suite struct TaskWasmTests {
   let engine = WasmThreads.makeEngine()
 
+  /// Runs a task on `manager` whose module imports a shared memory, spawned with
+  /// `.createMemoryOfType(MemoryType(min: 1))`, and returns the type of the memory it was given.
+  func memoryTypeSeenByATask(on manager: some VirtualWasmTaskManager) async throws -> MemoryType? {
+    let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
+    let (results, inbox) = makeInbox(MemoryType?.self)
+    try manager.taskWasm(
+      TaskWasm(
+        module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
+        entryPoint: .wasiThreadStart
+      ) { properties in
+        inbox.yield(properties.memory?.type)
+      })
+    return try await first(results, "the task")
+  }
+
   @Test func runsOnABlockingPoolThread_withItsOwnStoreAndInstance() async throws {
     try await withManager { manager in
       let module = try WasmThreads.parseModule(wat: Fixtures.standalone)
@@ -76,16 +91,7 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
       #expect(try manager.buildMemory(store: store, spawnType: .createMemory) == nil)
 
       // In a task whose module imports a shared memory.
-      let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
-      let (results, inbox) = makeInbox(MemoryType?.self)
-      try manager.taskWasm(
-        TaskWasm(
-          module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
-          entryPoint: .wasiThreadStart
-        ) { properties in
-          inbox.yield(properties.memory?.type)
-        })
-      let type = try await first(results, "the task")
+      let type = try await memoryTypeSeenByATask(on: manager)
       #expect(type?.shared == true)
       #expect(type?.max == 65_536)
     }
@@ -122,17 +128,9 @@ func first<T: Sendable>(_ stream: AsyncStream<T>, _ what: String) async throws -
   @Test func taskWasm_buildsItsMemoryThroughTheManagersOwnBuildMemory() async throws {
     try await withManager { manager in
       let custom = MemoryCountingManager(base: manager)
-      let module = try WasmThreads.parseModule(wat: Fixtures.sharedImport)
-      let (results, inbox) = makeInbox(UInt64?.self)
-      try custom.taskWasm(
-        TaskWasm(
-          module: module, engine: engine, spawnType: .createMemoryOfType(MemoryType(min: 1)),
-          entryPoint: .wasiThreadStart
-        ) { properties in
-          inbox.yield(properties.memory?.type.min)
-        })
       // The override made a 3-page memory, not the 1 page the spawn type asked for.
-      #expect(try await first(results, "the task") == 3)
+      let type = try await memoryTypeSeenByATask(on: custom)
+      #expect(type?.min == 3)
       #expect(custom.builds.withLock { $0 } == 1)
     }
   }
